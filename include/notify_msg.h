@@ -1,0 +1,104 @@
+/*
+ * notify_msg.h - parse one NOTIFY payload from the booking database
+ *
+ * The triggers of sql/notify.sql send, on the seatcast channel, one JSON
+ * object per change (SPEC section 7):
+ *
+ *   {"type":"booking_created","eventId":12,"availableSeats":44,
+ *    "seatCapacity":100,"version":17,"ts":1731321000000}
+ *   {"type":"event_deleted","eventId":12,"version":18}
+ *   {"type":"token_revoked","jti":"0f3c..."}
+ *
+ * sc_notify_parse() turns one payload into a struct sc_notify, strictly:
+ * a malformed payload is refused with a reason for the log, never half
+ * applied.  Pure: no I/O, no globals, no clock, no logging; the listener
+ * process calls it for each notification libpq hands over.
+ */
+#ifndef SC_NOTIFY_MSG_H
+#define SC_NOTIFY_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* NOTIFY refuses payloads of 8000 bytes or more; so do we. */
+#define SC_NOTIFY_MAX_PAYLOAD 7999
+/* Longest jti accepted, in bytes (printable ASCII only). */
+#define SC_NOTIFY_JTI_MAX 128
+/* Event ids are positive and below 2^53 (exact in a JavaScript number). */
+#define SC_NOTIFY_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
+
+enum sc_notify_type {
+    SC_NOTIFY_BOOKING_CREATED,
+    SC_NOTIFY_BOOKING_CANCELLED,
+    SC_NOTIFY_SEAT_UPDATE,
+    SC_NOTIFY_EVENT_DELETED,
+    SC_NOTIFY_TOKEN_REVOKED
+};
+
+/*
+ * Errors of sc_notify_parse(), by kind: payload (-200s), misuse (-300).
+ */
+enum sc_notify_err {
+    SC_NOTIFY_EJSON = -201,    /* not JSON, not an object, trailing data,
+                                  too long (or cJSON out of memory) */
+    SC_NOTIFY_ETYPE = -202,    /* "type" missing, not a string, unknown */
+    SC_NOTIFY_EMISSING = -203, /* a field the type needs is absent */
+    SC_NOTIFY_EFIELD = -204,   /* a field of the wrong JSON type, not an
+                                  integer, out of range, or repeated */
+    SC_NOTIFY_EARG = -301      /* NULL payload or out */
+};
+
+/*
+ * One parsed notification.  Which fields are set depends on type:
+ *
+ *   booking_created, booking_cancelled, seat_update:
+ *       event_id, available_seats, seat_capacity, version (has_version)
+ *   event_deleted:  event_id; version if present (has_version)
+ *   token_revoked:  jti
+ *
+ * Fields a type does not use are zero (jti empty).  ts_ms is the optional
+ * "ts" of every type (commit time, epoch ms), 0 when absent.
+ */
+struct sc_notify {
+    enum sc_notify_type type;
+    uint64_t event_id;        /* 1 .. SC_NOTIFY_EVENT_ID_MAX */
+    int32_t available_seats;  /* 0 .. seat_capacity */
+    int32_t seat_capacity;    /* 0 .. INT32_MAX */
+    int64_t version;          /* 0 .. INT64_MAX, valid if has_version */
+    bool has_version;
+    int64_t ts_ms;            /* 0 .. INT64_MAX; 0 = absent */
+    char jti[SC_NOTIFY_JTI_MAX + 1]; /* NUL-terminated, "" unless revoked */
+};
+
+/*
+ * Parses payload[0..len) (no NUL needed; an embedded NUL is an error) into
+ * *out.  The payload must be exactly one JSON object, optionally surrounded
+ * by JSON whitespace.  Members:
+ *
+ *   type            string, one of the five names, required
+ *   eventId         JSON integer or a string of digits (no sign, no
+ *                   leading zero), 1 .. 2^53-1
+ *   availableSeats  JSON integer 0 .. 2^31-1, <= seatCapacity
+ *   seatCapacity    JSON integer 0 .. 2^31-1
+ *   version         JSON integer 0 .. 2^63-1
+ *   ts              JSON integer 0 .. 2^63-1, optional for every type
+ *   jti             string of 1..128 printable ASCII bytes
+ *
+ * Numbers must be written as integers: 1.5, 1e3, 1.0, -0, +1 and 01 are
+ * refused, and a value is never rounded.  Members a type does not use are
+ * ignored, as are unknown ones (payloads may grow); a used member given
+ * twice is an error.
+ *
+ * Returns 0, or a negative SC_NOTIFY_E* with *reason (if reason is not
+ * NULL) set to a static string such as "missing field eventId" or
+ * "availableSeats out of range"; on success *reason is NULL.  *out is fully
+ * written on success and undefined on error.  Any process may call it.
+ */
+int sc_notify_parse(const char *payload, size_t len, struct sc_notify *out,
+                    const char **reason);
+
+/* "booking_created" ... "token_revoked", or NULL for a bad value. */
+const char *sc_notify_type_name(enum sc_notify_type type);
+
+#endif /* SC_NOTIFY_MSG_H */

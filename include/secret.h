@@ -1,0 +1,30 @@
+/*
+ * secret.h - loading the JWT verification keys named by the configuration
+ *
+ * The HMAC secret comes from --jwt-secret-file (one trailing newline
+ * dropped) or the SEATCAST_JWT_SECRET environment variable; the public key
+ * from the PEM file --jwt-public-key.  Glue: reads files, never logs.
+ * Called by main() (to fail early), by workers at start and on SIGHUP, and
+ * by `seatcast token`.
+ */
+#ifndef SC_SECRET_H
+#define SC_SECRET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sc_config;
+struct sc_jwt_keys;
+
+/* Returns the keys, or NULL with a one-line message in err. */
+struct sc_jwt_keys *sc_secret_load_keys(const struct sc_config *cfg,
+                                        char *err, size_t errlen);
+
+/*
+ * Reads the HMAC secret alone into a malloc'd buffer (*len bytes), or
+ * NULL with a message.  The caller wipes and frees it.
+ */
+uint8_t *sc_secret_read(const struct sc_config *cfg, size_t *len, char *err,
+                        size_t errlen);
+
+#endif /* SC_SECRET_H */

@@ -1,0 +1,183 @@
+/*
+ * registry.h - create, attach, read and repair the shared-memory registry
+ *
+ * The layout and its concurrency protocol are described in sc_shm.h.  This
+ * module maps the segment and offers typed accessors; it never logs (errors
+ * go to a caller buffer) and never forks.
+ *
+ * Callers: the master creates and repairs; workers and the listener use the
+ * mapping inherited across fork(); `seatcast stats` attaches read-only.
+ */
+#ifndef SC_REGISTRY_H
+#define SC_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sc_shm.h"
+
+#define SC_REG_OK 0
+#define SC_REG_ERROR (-1)
+#define SC_REG_ELIVE (-2)    /* segment owned by a live master */
+#define SC_REG_ENOENT (-3)   /* no such segment */
+#define SC_REG_EVERSION (-4) /* not a seatcast segment of this version */
+
+extern const uint32_t sc_lat_bounds_ms[SC_LAT_BUCKETS];
+
+struct sc_registry {
+    struct sc_shm_header *hdr; /* the mapping, owned; NULL if none */
+    size_t size;               /* bytes mapped */
+    bool readonly;
+};
+
+struct sc_shm_params {
+    uint32_t nworkers;   /* 1..SC_SHM_MAX_WORKERS */
+    uint32_t max_events; /* events the table must hold */
+    uint32_t ring_slots; /* 0 = SC_SHM_RING_SLOTS; rounded to a power of 2 */
+    uint32_t user_slots; /* 0 = derived; rounded to a power of 2 */
+};
+
+/* Seat state of one event, copied out under the seqlock. */
+struct sc_event_state {
+    int64_t id;
+    uint32_t flags;
+    int32_t available;
+    int32_t capacity;
+    int64_t version;
+};
+
+/* One change, as published on the ring (process-local copy). */
+struct sc_ring_msg {
+    uint64_t seq;
+    int64_t event_id;
+    int64_t version;
+    int64_t commit_ms;
+    uint32_t kind;
+    int32_t available;
+    int32_t capacity;
+    uint16_t frame_len;
+    uint16_t update_off;
+    uint8_t frame[SC_SHM_FRAME_MAX];
+};
+
+/* Sums over live worker slots and retired totals. */
+struct sc_totals {
+    uint64_t connections, clients, subscriptions;
+    uint64_t connections_total, handshakes, handshake_failures;
+    uint64_t auth_failures, messages_sent, bytes_sent, messages_received;
+    uint64_t slow_consumers, rate_limited, resyncs;
+    unsigned workers_running;
+};
+
+/*
+ * Fills hdr's layout fields (sizes, offsets, total_size) for params.  The
+ * one function used both to size the segment and to place its sections.
+ * Returns 0, or -1 if a size overflows or a parameter is out of range.
+ */
+int sc_shm_layout(const struct sc_shm_params *params,
+                  struct sc_shm_header *hdr);
+
+/*
+ * Creates segment `name` (e.g. "/seatcast-3000") for owner pid `owner`.
+ * An existing segment whose owner is alive is never taken over:
+ * SC_REG_ELIVE, with the owner's pid in *live_pid.  A stale one (owner
+ * gone) is unlinked and replaced; *replaced is set.  Returns SC_REG_OK or
+ * an SC_REG_* error with a message in err.  Master only.
+ */
+int sc_registry_create(struct sc_registry *reg, const char *name,
+                       const struct sc_shm_params *params, pid_t owner,
+                       const char *listen, pid_t *live_pid, bool *replaced,
+                       char *err, size_t errlen);
+
+/*
+ * Maps an existing segment, read-only or read-write, and checks magic,
+ * version and sizes.  SC_REG_ENOENT if absent, SC_REG_EVERSION if foreign.
+ */
+int sc_registry_attach(struct sc_registry *reg, const char *name,
+                       bool readonly, char *err, size_t errlen);
+
+/* Unmaps (NULL-safe on an empty registry). */
+void sc_registry_detach(struct sc_registry *reg);
+
+/* Removes the name; the mapping stays valid for those who hold it. */
+int sc_registry_unlink(const char *name);
+
+/* True if pid looks like a live seatcast master (kill(pid, 0), comm). */
+bool sc_registry_owner_alive(pid_t pid);
+
+struct sc_worker_slot *sc_registry_worker(const struct sc_registry *reg,
+                                          unsigned w);
+struct sc_listener_slot *sc_registry_listener(const struct sc_registry *reg);
+struct sc_event_entry *sc_registry_event_at(const struct sc_registry *reg,
+                                            uint32_t index);
+
+/* Finds an event by id; NULL if it was never inserted.  Any process. */
+struct sc_event_entry *sc_registry_event_find(const struct sc_registry *reg,
+                                              int64_t id);
+
+/*
+ * Finds or inserts event id.  NULL when the table holds max_events
+ * entries already.  *inserted tells which.  Listener only.
+ */
+struct sc_event_entry *sc_registry_event_insert(struct sc_registry *reg,
+                                                int64_t id, bool *inserted);
+
+/* Writes the seat fields under the seqlock.  Listener only. */
+void sc_registry_event_write(struct sc_event_entry *e, uint32_t flags,
+                             int32_t available, int32_t capacity,
+                             int64_t version);
+
+/* Copies the seat fields; retries while a write is in progress. */
+void sc_registry_event_read(const struct sc_event_entry *e,
+                            struct sc_event_state *out);
+
+/*
+ * Adds delta (+1/-1) to worker w's subscriber count of e and keeps
+ * subs_total and the header's events_watched right.  Worker w only.
+ */
+void sc_registry_event_subs_add(struct sc_registry *reg,
+                                struct sc_event_entry *e, unsigned w,
+                                int delta);
+
+/* Publishes msg (seq is assigned) and returns its sequence.  Listener. */
+uint64_t sc_registry_ring_publish(struct sc_registry *reg,
+                                  const struct sc_ring_msg *msg);
+
+/*
+ * Copies sequence seq into out.  Returns 0, 1 if not published yet, or
+ * -1 if the slot was overwritten (the reader fell behind: resync).
+ */
+int sc_registry_ring_read(const struct sc_registry *reg, uint64_t seq,
+                          struct sc_ring_msg *out);
+
+/*
+ * Clears everything worker w owned: its subscriber counts in the event
+ * table and user table, its gauges (counters are folded into the
+ * header's retired totals), its pid and state.  Master only, while
+ * worker w is dead.
+ */
+void sc_registry_repair_worker(struct sc_registry *reg, unsigned w);
+
+/* Clears the listener slot's pid and state (counters kept).  Master. */
+void sc_registry_repair_listener(struct sc_registry *reg);
+
+/* Sums the worker slots and the retired totals. */
+void sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t);
+
+/*
+ * Per-user connection accounting.  Claims a slot for the 64-bit key and
+ * increments the user's total if it stays <= limit (0 = no limit).
+ * Returns 1 if counted, 0 if the limit is reached, -1 if the table is
+ * full.  Worker w only; sc_registry_user_del undoes one count.
+ */
+int sc_registry_user_add(struct sc_registry *reg, uint64_t key, unsigned w,
+                         uint32_t limit);
+void sc_registry_user_del(struct sc_registry *reg, uint64_t key, unsigned w);
+
+/* Current monotonic and wall clock in milliseconds. */
+uint64_t sc_mono_ms(void);
+uint64_t sc_wall_ms(void);
+
+#endif /* SC_REGISTRY_H */

@@ -1,0 +1,1185 @@
+/*
+ * conn.c - one client connection in a worker (see conn.h)
+ *
+ * Life of a connection:
+ *   HTTP     bytes accumulate in `in` until sc_http_parse() has a head;
+ *            /healthz and /metrics are answered, errors get their status,
+ *            a valid upgrade gets 101 (and, without a valid token, one
+ *            close frame 1008: SPEC section 3).
+ *   WS       input is read into the worker's scratch buffer and fed to the
+ *            frame parser; text messages go to the client protocol.
+ *   CLOSING  our close frame is queued; waiting for the peer's (2 s).
+ *   FLUSH    the last bytes are queued; the socket closes once they are
+ *            written (or after 5 s).
+ *
+ * Output is a queue of shared frames written with writev(); it exists only
+ * while the socket is full.  A queued seat_update is replaced by a newer
+ * one of the same event (merge), so a slow reader ends on the latest
+ * count; past --send-buffer-limit the connection is closed as a slow
+ * consumer.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "healthz.h"
+#include "http_req.h"
+#include "jwt.h"
+#include "log.h"
+#include "proto.h"
+#include "registry.h"
+#include "worker.h"
+#include "ws_handshake.h"
+
+#define RELAXED memory_order_relaxed
+#define CLOSE_WAIT_MS 2000  /* peer's close frame after ours */
+#define FLUSH_WAIT_MS 5000  /* last bytes of a closing connection */
+#define READS_PER_EVENT 4   /* fairness between connections */
+#define IOV_MAX_BATCH 64
+
+static void on_event(evutil_socket_t fd, short what, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Frames                                                               */
+
+struct sc_frame *
+sc_frame_new(const void *data, size_t len, int64_t merge_id)
+{
+    struct sc_frame *f;
+
+    if (len > UINT32_MAX - sizeof(*f)) {
+        return NULL;
+    }
+    f = malloc(sizeof(*f) + len);
+    if (f == NULL) {
+        return NULL;
+    }
+    f->refs = 1;
+    f->len = (uint32_t)len;
+    f->merge_id = merge_id;
+    memcpy(f->data, data, len);
+    return f;
+}
+
+void
+sc_frame_release(struct sc_frame *f)
+{
+    if (f != NULL && --f->refs == 0) {
+        free(f);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                            */
+
+struct sc_conn *
+sc_conn_new(struct sc_worker *w, int fd)
+{
+    struct sc_conn *c = calloc(1, sizeof(*c));
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    int one = 1;
+
+    if (c == NULL) {
+        sc_log(SC_LOG_ERR, "out of memory for a new connection");
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->phase = SC_CONN_HTTP;
+    c->created_ms = sc_mono_ms();
+    c->last_rx_ms = c->created_ms;
+    c->rate_ms = c->created_ms;
+    c->rate_tokens = w->cfg->max_message_rate * 2000;
+    if (getpeername(fd, (struct sockaddr *)&ss, &slen) == 0 &&
+        ss.ss_family == AF_INET) {
+        c->peer_ip = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
+    }
+    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+        /* small messages that must leave at once */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    sc_ws_parser_init(&c->parser, w->cfg->max_message_size);
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, on_event, c);
+    if (event_add(&c->ev, NULL) != 0) {
+        sc_log(SC_LOG_ERR, "could not watch a new connection");
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    sc_worker_conn_added(w, c);
+    return c;
+}
+
+static void
+outq_clear(struct sc_conn *c)
+{
+    while (c->out_head != NULL) {
+        struct sc_outq *q = c->out_head;
+        c->out_head = q->next;
+        sc_frame_release(q->frame);
+        free(q);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+static void
+dirty_remove(struct sc_conn *c)
+{
+    struct sc_conn **pp = &c->w->dirty;
+
+    if (!(c->flags & SC_CONN_DIRTY)) {
+        return;
+    }
+    for (; *pp != NULL; pp = &(*pp)->dirty_next) {
+        if (*pp == c) {
+            *pp = c->dirty_next;
+            break;
+        }
+    }
+    c->flags &= (uint8_t)~SC_CONN_DIRTY;
+}
+
+void
+sc_conn_free(struct sc_conn *c)
+{
+    struct sc_worker *w;
+
+    if (c == NULL) {
+        return;
+    }
+    w = c->w;
+    event_del(&c->ev);
+    dirty_remove(c);
+    sc_worker_unsubscribe_all(w, c);
+    if (c->flags & SC_CONN_AUTHED) {
+        atomic_fetch_sub_explicit(&w->slot->clients, 1, RELAXED);
+    }
+    if (c->flags & SC_CONN_USER) {
+        sc_registry_user_del(w->reg, c->user_key, w->index);
+    }
+    outq_clear(c);
+    free(c->in);
+    free(c->msg);
+    free(c->allowed);
+    close(c->fd);
+    sc_worker_conn_removed(w, c);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                               */
+
+static void
+want_write(struct sc_conn *c, bool on)
+{
+    short ev = EV_READ | EV_PERSIST | (on ? EV_WRITE : 0);
+
+    if (on == ((c->flags & SC_CONN_WANT_WRITE) != 0)) {
+        return;
+    }
+    event_del(&c->ev);
+    event_assign(&c->ev, c->w->base, c->fd, ev, on_event, c);
+    event_add(&c->ev, NULL);
+    if (on) {
+        c->flags |= SC_CONN_WANT_WRITE;
+    } else {
+        c->flags &= (uint8_t)~SC_CONN_WANT_WRITE;
+    }
+}
+
+/*
+ * Writes as much of the queue as the socket takes.  Returns 0, or -1 if
+ * the connection was freed (write error, or FLUSH complete).
+ */
+static int
+flush_queue(struct sc_conn *c)
+{
+    struct iovec iov[IOV_MAX_BATCH];
+    struct sc_worker *w = c->w;
+
+    while (c->out_head != NULL) {
+        int n = 0;
+        for (struct sc_outq *q = c->out_head; q && n < IOV_MAX_BATCH;
+             q = q->next, n++) {
+            iov[n].iov_base = q->frame->data + q->off;
+            iov[n].iov_len = q->frame->len - q->off;
+        }
+        ssize_t wr = writev(c->fd, iov, n);
+        if (wr < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                want_write(c, true);
+                return 0;
+            }
+            sc_log(SC_LOG_DEBUG, "writev() failed: %s", strerror(errno));
+            sc_conn_free(c);
+            return -1;
+        }
+        atomic_fetch_add_explicit(&w->slot->bytes_sent, (uint64_t)wr,
+                                  RELAXED);
+        c->out_bytes -= (uint64_t)wr;
+        while (wr > 0) {
+            struct sc_outq *q = c->out_head;
+            size_t left = q->frame->len - q->off;
+            if ((size_t)wr < left) {
+                q->off += (uint32_t)wr;
+                break;
+            }
+            wr -= (ssize_t)left;
+            c->out_head = q->next;
+            sc_frame_release(q->frame);
+            free(q);
+            atomic_fetch_add_explicit(&w->slot->messages_sent, 1, RELAXED);
+        }
+        if (c->out_head == NULL) {
+            c->out_tail = NULL;
+        }
+    }
+    want_write(c, false);
+    if (c->phase == SC_CONN_FLUSH) {
+        sc_conn_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+void
+sc_conn_flush(struct sc_conn *c)
+{
+    if (!(c->flags & SC_CONN_WANT_WRITE)) {
+        flush_queue(c);
+    }
+}
+
+/* Drops a queued, untouched seat_update of the same event. */
+static void
+merge_pending(struct sc_conn *c, int64_t merge_id)
+{
+    struct sc_outq **pp = &c->out_head, *prev = NULL;
+
+    for (; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+        struct sc_outq *q = *pp;
+        if (q->off == 0 && q->frame->merge_id == merge_id) {
+            *pp = q->next;
+            if (c->out_tail == q) {
+                c->out_tail = prev;
+            }
+            c->out_bytes -= q->frame->len;
+            sc_frame_release(q->frame);
+            free(q);
+            return;
+        }
+    }
+}
+
+static int
+enqueue(struct sc_conn *c, struct sc_frame *f)
+{
+    struct sc_outq *q = malloc(sizeof(*q));
+
+    if (q == NULL) {
+        return -1;
+    }
+    f->refs++;
+    q->frame = f;
+    q->off = 0;
+    q->next = NULL;
+    if (c->out_tail != NULL) {
+        c->out_tail->next = q;
+    } else {
+        c->out_head = q;
+    }
+    c->out_tail = q;
+    c->out_bytes += f->len;
+    return 0;
+}
+
+/* Queues raw bytes as a private frame and writes unless batching. */
+static int
+send_bytes(struct sc_conn *c, const void *data, size_t len)
+{
+    struct sc_frame *f = sc_frame_new(data, len, 0);
+    int rc;
+
+    if (f == NULL) {
+        sc_conn_free(c);
+        return -1;
+    }
+    rc = enqueue(c, f);
+    sc_frame_release(f);
+    if (rc != 0) {
+        sc_conn_free(c);
+        return -1;
+    }
+    if (c->flags & SC_CONN_WANT_WRITE) {
+        return 0;
+    }
+    return flush_queue(c);
+}
+
+/* Sends one text frame with a JSON payload. */
+static int
+send_text(struct sc_conn *c, const char *json, long n)
+{
+    uint8_t buf[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
+    long fl;
+
+    if (n < 0) {
+        return 0; /* cannot happen with our encoders' sizes */
+    }
+    fl = sc_ws_frame_encode(buf, sizeof(buf), SC_WS_OP_TEXT, json,
+                            (size_t)n);
+    if (fl < 0) {
+        return 0;
+    }
+    return send_bytes(c, buf, (size_t)fl);
+}
+
+static void
+slow_consumer(struct sc_conn *c)
+{
+    struct sc_worker *w = c->w;
+    uint8_t buf[SC_WS_CONTROL_MAX + SC_WS_HEADER_MAX];
+    long n;
+
+    sc_log(SC_LOG_WARN, "closing a slow consumer: %llu bytes pending, "
+           "limit %llu", (unsigned long long)c->out_bytes,
+           (unsigned long long)w->cfg->send_buffer_limit);
+    atomic_fetch_add_explicit(&w->slot->slow_consumers, 1, RELAXED);
+    sc_worker_unsubscribe_all(w, c);
+    /* keep a frame already half written, drop the rest: the close frame
+     * must follow a whole frame */
+    if (c->out_head != NULL && c->out_head->off > 0) {
+        struct sc_outq *keep = c->out_head;
+        c->out_head = keep->next;
+        outq_clear(c);
+        keep->next = NULL;
+        c->out_head = c->out_tail = keep;
+        c->out_bytes = keep->frame->len - keep->off;
+    } else {
+        outq_clear(c);
+    }
+    n = sc_ws_close_frame(buf, sizeof(buf), 1008, "Slow consumer");
+    c->phase = SC_CONN_FLUSH;
+    c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
+    if (n > 0) {
+        send_bytes(c, buf, (size_t)n);
+    }
+}
+
+int
+sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
+{
+    struct sc_worker *w = c->w;
+
+    if (c->phase != SC_CONN_WS) {
+        return 0;
+    }
+    if (f->merge_id != 0 && c->out_head != NULL) {
+        merge_pending(c, f->merge_id);
+    }
+    if (enqueue(c, f) != 0) {
+        sc_conn_free(c);
+        return -1;
+    }
+    if (c->out_bytes > w->cfg->send_buffer_limit) {
+        slow_consumer(c);
+        return -1;
+    }
+    if (c->flags & SC_CONN_WANT_WRITE) {
+        return 0;
+    }
+    if (w->batching) {
+        if (!(c->flags & SC_CONN_DIRTY)) {
+            c->flags |= SC_CONN_DIRTY;
+            c->dirty_next = w->dirty;
+            w->dirty = c;
+        }
+        return 0;
+    }
+    return flush_queue(c);
+}
+
+void
+sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason)
+{
+    uint8_t buf[SC_WS_CONTROL_MAX + SC_WS_HEADER_MAX];
+    long n;
+
+    if (c->phase != SC_CONN_WS) {
+        return;
+    }
+    sc_worker_unsubscribe_all(c->w, c);
+    n = sc_ws_close_frame(buf, sizeof(buf), code, reason);
+    c->phase = SC_CONN_CLOSING;
+    c->deadline_ms = sc_mono_ms() + CLOSE_WAIT_MS;
+    if (n > 0) {
+        send_bytes(c, buf, (size_t)n);
+    }
+}
+
+/* Answers and closes: the HTTP response or a final close echo. */
+static void
+finish_with(struct sc_conn *c, const void *data, size_t len)
+{
+    c->phase = SC_CONN_FLUSH;
+    c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
+    send_bytes(c, data, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Peer address, for logs                                               */
+
+static bool
+ip_in_cidr(const char *spec, const struct in6_addr *addr6, bool v4,
+           uint32_t addr4)
+{
+    char host[64];
+    const char *slash = strchr(spec, '/');
+    size_t hl = slash ? (size_t)(slash - spec) : strlen(spec);
+    int bits;
+
+    if (hl >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    if (v4) {
+        struct in_addr net;
+        if (inet_pton(AF_INET, host, &net) != 1) {
+            return false;
+        }
+        bits = slash ? atoi(slash + 1) : 32;
+        uint32_t mask = bits <= 0 ? 0 : 0xffffffffu << (32 - bits);
+        return (ntohl(net.s_addr) & mask) == (ntohl(addr4) & mask);
+    }
+    struct in6_addr net6;
+    if (inet_pton(AF_INET6, host, &net6) != 1) {
+        return false;
+    }
+    bits = slash ? atoi(slash + 1) : 128;
+    for (int i = 0; i < 16 && bits > 0; i++, bits -= 8) {
+        uint8_t m = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+        if ((net6.s6_addr[i] & m) != (addr6->s6_addr[i] & m)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The client's address for the log: the peer, or the X-Forwarded-For
+ * entry when the peer is a --trusted-proxy.
+ */
+static void
+client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
+            size_t len)
+{
+    const struct sc_config *cfg = c->w->cfg;
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    struct in6_addr a6;
+    bool trusted = false, v4;
+
+    memset(&a6, 0, sizeof(a6));
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &slen) != 0) {
+        snprintf(out, len, "unknown");
+        return;
+    }
+    if (ss.ss_family == AF_UNIX) {
+        snprintf(out, len, "unix");
+        trusted = true; /* a local socket is the proxy's */
+    } else {
+        v4 = ss.ss_family == AF_INET;
+        if (v4) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out,
+                      (socklen_t)len);
+        } else {
+            a6 = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+            inet_ntop(AF_INET6, &a6, out, (socklen_t)len);
+        }
+        for (size_t i = 0; i < cfg->ntrusted_proxy && !trusted; i++) {
+            trusted = ip_in_cidr(cfg->trusted_proxy[i], &a6, v4, c->peer_ip);
+        }
+        if (ss.ss_family == AF_UNIX) {
+            trusted = true;
+        }
+    }
+    if (trusted && hs != NULL && hs->forwarded_for != NULL &&
+        hs->forwarded_for_len > 0 && hs->forwarded_for_len < 64) {
+        char fwd[64];
+        memcpy(fwd, hs->forwarded_for, hs->forwarded_for_len);
+        fwd[hs->forwarded_for_len] = '\0';
+        /* only an address goes to the log, never arbitrary header text */
+        struct in6_addr tmp;
+        if (inet_pton(AF_INET, fwd, &tmp) == 1 ||
+            inet_pton(AF_INET6, fwd, &tmp) == 1) {
+            char peer[64];
+            snprintf(peer, sizeof(peer), "%.63s", out);
+            snprintf(out, len, "%.63s (via %.63s)", fwd, peer);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Client protocol                                                      */
+
+static bool
+event_allowed(const struct sc_conn *c, uint64_t id)
+{
+    if (!c->has_allowed) {
+        return true;
+    }
+    for (uint32_t i = 0; i < c->nallowed; i++) {
+        if (c->allowed[i] == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+send_error(struct sc_conn *c, enum sc_proto_server_err e, uint64_t id)
+{
+    char msg[SC_PROTO_MSG_MAX];
+
+    return send_text(c, msg,
+                     sc_proto_server_error(msg, sizeof(msg), e, id,
+                                           sc_wall_ms()));
+}
+
+/* subscribed (or not) + the current seats; -1 if c was freed */
+static int
+subscribe(struct sc_conn *c, uint64_t id, bool quiet)
+{
+    struct sc_worker *w = c->w;
+    struct sc_event_entry *e;
+    struct sc_event_state st;
+    char msg[SC_PROTO_MSG_MAX];
+
+    if (!event_allowed(c, id)) {
+        return send_error(c, SC_PERR_FORBIDDEN, id);
+    }
+    e = sc_registry_event_find(w->reg, (int64_t)id);
+    if (e != NULL) {
+        sc_registry_event_read(e, &st);
+    }
+    if (e == NULL || !(st.flags & SC_EVENT_LIVE) ||
+        (st.flags & SC_EVENT_DELETED)) {
+        return send_error(c, SC_PERR_NOT_FOUND, id);
+    }
+    int rc = c->nsubs >= w->cfg->max_subscriptions
+                 ? 2
+                 : sc_worker_subscribe(w, c, e, (int64_t)id);
+    if (rc == 2) {
+        /* already subscribed is not an error, even at the limit */
+        for (struct sc_sub *s = c->subs; s != NULL; s = s->conn_next) {
+            if (s->ev->id == (int64_t)id) {
+                rc = 0;
+            }
+        }
+        if (rc == 2) {
+            return send_error(c, SC_PERR_LIMIT, id);
+        }
+    }
+    if (rc < 0) {
+        sc_log(SC_LOG_ERR, "out of memory subscribing to event %llu",
+               (unsigned long long)id);
+        return send_error(c, SC_PERR_LIMIT, id);
+    }
+    if (!quiet &&
+        send_text(c, msg, sc_proto_subscribed(msg, sizeof(msg), id,
+                                              sc_wall_ms())) != 0) {
+        return -1;
+    }
+    /* the snapshot: the newest state, read after subscribing so that
+     * no change can fall between the two */
+    sc_registry_event_read(e, &st);
+    for (struct sc_sub *s = c->subs; s != NULL; s = s->conn_next) {
+        if (s->ev->id == (int64_t)id && st.version > s->ev->last_version) {
+            s->ev->last_version = st.version;
+        }
+    }
+    return send_text(c, msg,
+                     sc_proto_seat_update(msg, sizeof(msg), id, st.available,
+                                          st.capacity, sc_wall_ms()));
+}
+
+/* Token bucket: true if the message may be handled. */
+static bool
+rate_ok(struct sc_conn *c, uint64_t now)
+{
+    uint64_t rate = c->w->cfg->max_message_rate;
+    uint64_t cap = rate * 2000; /* bursts of twice the rate */
+    uint64_t tokens = c->rate_tokens + (now - c->rate_ms) * rate;
+
+    c->rate_ms = now;
+    c->rate_tokens = (uint32_t)(tokens > cap ? cap : tokens);
+    if (c->rate_tokens >= 1000) {
+        c->rate_tokens -= 1000;
+        c->flood_since_ms = 0;
+        return true;
+    }
+    return false;
+}
+
+/* One complete text message.  Returns -1 if c was freed. */
+static int
+handle_message(struct sc_conn *c, const uint8_t *data, size_t len)
+{
+    struct sc_worker *w = c->w;
+    struct sc_client_msg m;
+    char msg[SC_PROTO_MSG_MAX];
+    uint64_t now = sc_mono_ms();
+    struct sc_totals t;
+    int rc;
+
+    atomic_fetch_add_explicit(&w->slot->messages_received, 1, RELAXED);
+    if (!rate_ok(c, now)) {
+        atomic_fetch_add_explicit(&w->slot->rate_limited, 1, RELAXED);
+        if (c->flood_since_ms == 0) {
+            c->flood_since_ms = now;
+        } else if (now - c->flood_since_ms >= 2000) {
+            sc_log(SC_LOG_WARN, "closing a client still flooding after 2 s "
+                   "of rate_limited errors");
+            sc_conn_close_ws(c, 1008, "Rate limit exceeded");
+            return 0;
+        }
+        return send_error(c, SC_PERR_RATE_LIMITED, 0);
+    }
+    rc = sc_proto_parse((const char *)data, len, &m);
+    if (rc != SC_PROTO_OK) {
+        return send_text(c, msg,
+                         sc_proto_parse_error(msg, sizeof(msg), rc, &m,
+                                              sc_wall_ms()));
+    }
+    switch (m.type) {
+    case SC_MSG_SUBSCRIBE:
+        return subscribe(c, m.event_id, false);
+    case SC_MSG_UNSUBSCRIBE:
+        sc_worker_unsubscribe(w, c, (int64_t)m.event_id);
+        return send_text(c, msg,
+                         sc_proto_unsubscribed(msg, sizeof(msg), m.event_id,
+                                               sc_wall_ms()));
+    case SC_MSG_PING:
+        return send_text(c, msg, sc_proto_pong(msg, sizeof(msg),
+                                               sc_wall_ms()));
+    case SC_MSG_GET_STATS:
+        sc_registry_totals(w->reg, &t);
+        return send_text(
+            c, msg,
+            sc_proto_stats(msg, sizeof(msg), t.clients,
+                           atomic_load(&w->reg->hdr->events_watched),
+                           sc_wall_ms()));
+    }
+    return 0;
+}
+
+/* Appends a chunk of a text message; handles it when fin. -1: freed. */
+static int
+on_text(struct sc_conn *c, const struct sc_ws_event *ev)
+{
+    int rc;
+
+    if (ev->fin && c->msg_len == 0) {
+        return handle_message(c, ev->data, ev->len); /* the common case */
+    }
+    if (c->msg_len + ev->len > c->msg_cap) {
+        uint32_t cap = c->msg_cap ? c->msg_cap : 256;
+        while (cap < c->msg_len + ev->len) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(c->msg, cap);
+        if (p == NULL) {
+            sc_conn_free(c);
+            return -1;
+        }
+        c->msg = p;
+        c->msg_cap = cap;
+    }
+    memcpy(c->msg + c->msg_len, ev->data, ev->len);
+    c->msg_len += (uint32_t)ev->len;
+    if (!ev->fin) {
+        return 0;
+    }
+    rc = handle_message(c, c->msg, c->msg_len);
+    if (rc == 0) {
+        free(c->msg);
+        c->msg = NULL;
+        c->msg_len = c->msg_cap = 0;
+    }
+    return rc;
+}
+
+/* One parser event.  Returns -1 if c was freed, 1 to stop reading. */
+static int
+on_ws_event(struct sc_conn *c, const struct sc_ws_event *ev)
+{
+    uint8_t buf[SC_WS_CONTROL_MAX + SC_WS_HEADER_MAX];
+    long n;
+
+    switch (ev->type) {
+    case SC_WS_EV_TEXT:
+        if (c->phase != SC_CONN_WS) {
+            return 0;
+        }
+        return on_text(c, ev);
+    case SC_WS_EV_PING:
+        if (c->phase != SC_CONN_WS) {
+            return 0;
+        }
+        n = sc_ws_frame_encode(buf, sizeof(buf), SC_WS_OP_PONG, ev->data,
+                               ev->len);
+        return n < 0 ? 0 : send_bytes(c, buf, (size_t)n);
+    case SC_WS_EV_PONG:
+        return 0;
+    case SC_WS_EV_CLOSE:
+        if (c->phase == SC_CONN_CLOSING) {
+            sc_conn_free(c); /* the handshake is complete */
+            return -1;
+        }
+        sc_worker_unsubscribe_all(c->w, c);
+        n = sc_ws_close_frame(buf, sizeof(buf), ev->close_code, NULL);
+        if (n < 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        finish_with(c, buf, (size_t)n);
+        return 1;
+    case SC_WS_EV_ERROR:
+        sc_log(SC_LOG_INFO, "closing a client for a protocol violation "
+               "(close code %u)", ev->close_code);
+        if (c->phase != SC_CONN_WS) {
+            sc_conn_free(c);
+            return -1;
+        }
+        sc_worker_unsubscribe_all(c->w, c);
+        n = sc_ws_close_frame(buf, sizeof(buf), ev->close_code, NULL);
+        if (n < 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        finish_with(c, buf, (size_t)n);
+        return 1;
+    }
+    return 0;
+}
+
+/* Feeds bytes to the frame parser.  -1 if c was freed, 1 stop reading. */
+static int
+feed_ws(struct sc_conn *c, uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+
+    c->last_rx_ms = sc_mono_ms();
+    while (off < len) {
+        struct sc_ws_event ev;
+        bool have = false;
+        long n = sc_ws_parser_feed(&c->parser, buf + off, len - off, &ev,
+                                   &have);
+        if (n < 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        off += (size_t)n;
+        if (have) {
+            int rc = on_ws_event(c, &ev);
+            if (rc != 0) {
+                return rc;
+            }
+        } else if (n == 0) {
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP and the upgrade                                                 */
+
+static void
+http_reply(struct sc_conn *c, int status, const char *ctype,
+           const char *extra, const char *body, size_t blen)
+{
+    char *buf = malloc(blen + 512);
+    long n;
+
+    if (buf == NULL) {
+        sc_conn_free(c);
+        return;
+    }
+    n = sc_http_response(status, ctype, extra, body, blen, buf, blen + 512);
+    if (n < 0) {
+        free(buf);
+        sc_conn_free(c);
+        return;
+    }
+    finish_with(c, buf, (size_t)n);
+    free(buf);
+}
+
+static void
+serve_plain(struct sc_conn *c, const struct sc_handshake *hs)
+{
+    struct sc_worker *w = c->w;
+    size_t len = 0;
+    int status = 200;
+    char *body;
+
+    if (hs->route == SC_ROUTE_HEALTHZ) {
+        body = sc_healthz_body(w->reg, w->cfg, &status, &len);
+        if (body != NULL) {
+            http_reply(c, status, "application/json", NULL, body, len);
+        }
+    } else {
+        body = sc_metrics_body(w->reg, &len);
+        if (body != NULL) {
+            http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                       NULL, body, len);
+        }
+    }
+    if (body == NULL) {
+        sc_conn_free(c);
+    }
+    free(body);
+}
+
+static uint64_t
+hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *s; s++) {
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+/*
+ * Verifies the token.  Returns NULL when valid (claims filled), else the
+ * close reason for the client; *why gets the precise cause for the log.
+ */
+static const char *
+authenticate(struct sc_conn *c, const struct sc_handshake *hs,
+             const char *token, struct sc_jwt_claims *claims,
+             const char **why)
+{
+    const struct sc_config *cfg = c->w->cfg;
+    struct sc_jwt_opts o = {.now = (int64_t)(sc_wall_ms() / 1000),
+                            .leeway = cfg->jwt_leeway,
+                            .issuer = cfg->jwt_issuer,
+                            .audience = cfg->jwt_audience};
+
+    if (hs->token_source == SC_TOKEN_NONE && !hs->token_too_long) {
+        *why = "no token";
+        return "Authentication required";
+    }
+    if (hs->token_too_long) {
+        *why = "token too long";
+        return "Invalid token";
+    }
+    if (sc_jwt_verify(c->w->keys, token, hs->token_len, &o, claims, why) !=
+        SC_JWT_OK) {
+        return "Invalid token";
+    }
+    return NULL;
+}
+
+/* Upgrade done, token valid: count the client and greet it. */
+static void
+start_session(struct sc_conn *c, const struct sc_handshake *hs,
+              struct sc_jwt_claims *cl, const char *addr)
+{
+    struct sc_worker *w = c->w;
+    char msg[SC_PROTO_MSG_MAX], cid[48];
+
+    c->flags |= SC_CONN_AUTHED;
+    c->phase = SC_CONN_WS;
+    c->exp = cl->exp;
+    c->jti_hash = cl->jti[0] ? hash_str(cl->jti) : 0;
+    c->has_allowed = cl->has_events;
+    c->allowed = cl->events;
+    c->nallowed = (uint32_t)cl->nevents;
+    cl->events = NULL; /* now the connection's */
+    c->deadline_ms = sc_mono_ms() + (uint64_t)w->cfg->ping_interval * 1000;
+    atomic_fetch_add_explicit(&w->slot->clients, 1, RELAXED);
+    sc_proto_client_id(cid, sizeof(cid), sc_wall_ms(), sc_worker_random(w));
+    sc_log(SC_LOG_INFO, "client %s connected: user %s, from %s, %s%llu", cid,
+           cl->user, addr,
+           hs->route == SC_ROUTE_WS_EVENT ? "event " : "general",
+           (unsigned long long)(hs->route == SC_ROUTE_WS_EVENT ? hs->event_id
+                                                                : 0));
+    if (send_text(c, msg,
+                  sc_proto_connection_established(
+                      msg, sizeof(msg), cid,
+                      hs->route == SC_ROUTE_WS_EVENT ? hs->event_id : 0,
+                      sc_wall_ms())) != 0) {
+        return;
+    }
+    if (hs->route == SC_ROUTE_WS_EVENT) {
+        subscribe(c, hs->event_id, true);
+    }
+}
+
+/* --max-connections counts clients of every worker. */
+static bool
+over_connection_limit(struct sc_conn *c)
+{
+    struct sc_totals t;
+
+    sc_registry_totals(c->w->reg, &t);
+    return t.clients >= c->w->cfg->max_connections;
+}
+
+/* The request head is complete: answer it.  Returns -1 if c was freed. */
+static int
+handle_request(struct sc_conn *c, const struct sc_http_req *req,
+               size_t head_len)
+{
+    struct sc_worker *w = c->w;
+    const struct sc_config *cfg = w->cfg;
+    struct sc_handshake_opts opts = {.allowed_origins = cfg->allowed_origin,
+                                     .nallowed_origins =
+                                         cfg->nallowed_origin};
+    struct sc_handshake hs;
+    struct sc_jwt_claims claims;
+    char token[SC_WS_TOKEN_MAX + 1], addr[160], resp[512];
+    const char *fail, *why = "";
+    long n;
+
+    memset(&claims, 0, sizeof(claims));
+    int status = sc_ws_handshake_check(req, &opts, &hs, token, sizeof(token));
+    client_addr(c, &hs, addr, sizeof(addr));
+    if (status == 200) {
+        serve_plain(c, &hs);
+        return -1;
+    }
+    if (status == 101 && over_connection_limit(c)) {
+        hs.status = status = 503;
+        hs.reason = "too many connections";
+    }
+    if (status != 101) {
+        atomic_fetch_add_explicit(&w->slot->handshake_failures, 1, RELAXED);
+        sc_log(SC_LOG_INFO, "request from %s refused with %d: %s", addr,
+               status, hs.reason ? hs.reason : "");
+        n = sc_ws_handshake_error_response(&hs, resp, sizeof(resp));
+        if (n < 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        finish_with(c, resp, (size_t)n);
+        return -1;
+    }
+    fail = authenticate(c, &hs, token, &claims, &why);
+    memset(token, 0, sizeof(token));
+    n = sc_ws_handshake_response(&hs, resp, sizeof(resp));
+    if (n < 0 || send_bytes(c, resp, (size_t)n) != 0) {
+        sc_jwt_claims_fini(&claims);
+        if (n < 0) {
+            sc_conn_free(c);
+        }
+        return -1;
+    }
+    atomic_fetch_add_explicit(&w->slot->handshakes, 1, RELAXED);
+    c->phase = SC_CONN_WS;
+    if (fail == NULL && cfg->max_connections_per_user > 0) {
+        c->user_key = hash_str(claims.user);
+        int ok = sc_registry_user_add(w->reg, c->user_key, w->index,
+                                      cfg->max_connections_per_user);
+        if (ok == 1) {
+            c->flags |= SC_CONN_USER;
+        } else {
+            sc_log(SC_LOG_WARN, "refused user %s from %s: %s", claims.user,
+                   addr, ok == 0 ? "too many connections"
+                                 : "user table full");
+            sc_jwt_claims_fini(&claims);
+            sc_conn_close_ws(c, 1008, "Too many connections");
+            return 1;
+        }
+    }
+    if (fail != NULL) {
+        atomic_fetch_add_explicit(&w->slot->auth_failures, 1, RELAXED);
+        sc_log(SC_LOG_WARN, "authentication failed for %s: %s", addr, why);
+        sc_jwt_claims_fini(&claims);
+        sc_conn_close_ws(c, 1008, fail);
+        return 1;
+    }
+    (void)head_len;
+    start_session(c, &hs, &claims, addr);
+    sc_jwt_claims_fini(&claims);
+    return 0;
+}
+
+/* Bytes of the request head.  Returns -1 if c was freed. */
+static int
+on_http_bytes(struct sc_conn *c, const uint8_t *data, size_t len)
+{
+    struct sc_http_req *req;
+    uint8_t *p = realloc(c->in, c->in_len + len);
+    int rc;
+
+    if (p == NULL) {
+        sc_conn_free(c);
+        return -1;
+    }
+    c->in = p;
+    memcpy(c->in + c->in_len, data, len);
+    c->in_len += (uint32_t)len;
+    req = malloc(sizeof(*req));
+    if (req == NULL) {
+        sc_conn_free(c);
+        return -1;
+    }
+    rc = sc_http_parse((const char *)c->in, c->in_len, req);
+    if (rc == SC_HTTP_MORE) {
+        free(req);
+        return 0;
+    }
+    if (rc < 0) {
+        char resp[256];
+        int status = rc == SC_HTTP_ETOOBIG ? 431 : 400;
+        long n = sc_http_response(status, "application/json", NULL,
+                                  status == 431
+                                      ? "{\"error\":\"headers too large\"}"
+                                      : "{\"error\":\"malformed request\"}",
+                                  status == 431 ? 29 : 31, resp,
+                                  sizeof(resp));
+        free(req);
+        atomic_fetch_add_explicit(&c->w->slot->handshake_failures, 1,
+                                  RELAXED);
+        sc_log(SC_LOG_INFO, "malformed request refused with %d", status);
+        if (n < 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        finish_with(c, resp, (size_t)n);
+        return -1;
+    }
+    uint8_t *in = c->in;
+    uint32_t in_len = c->in_len;
+    c->in = NULL;
+    c->in_len = 0;
+    int hr = handle_request(c, req, (size_t)rc);
+    free(req);
+    if (hr == 0 && (size_t)rc < in_len) {
+        /* frames sent right behind the request */
+        hr = feed_ws(c, in + rc, in_len - (size_t)rc);
+    }
+    free(in);
+    return hr < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                               */
+
+static void
+on_readable(struct sc_conn *c)
+{
+    struct sc_worker *w = c->w;
+
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = read(c->fd, w->scratch, sizeof(w->scratch));
+        int rc;
+        if (n == 0) {
+            sc_conn_free(c); /* peer closed */
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                sc_conn_free(c);
+            }
+            return;
+        }
+        switch (c->phase) {
+        case SC_CONN_HTTP:
+            rc = on_http_bytes(c, w->scratch, (size_t)n);
+            break;
+        case SC_CONN_WS:
+        case SC_CONN_CLOSING:
+            rc = feed_ws(c, w->scratch, (size_t)n);
+            break;
+        default:
+            rc = 0; /* FLUSH: input is discarded */
+            break;
+        }
+        if (rc != 0 || (size_t)n < sizeof(w->scratch)) {
+            return;
+        }
+    }
+}
+
+static void
+on_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_conn *c = arg;
+
+    (void)fd;
+    if (what & EV_WRITE) {
+        /* write interest stays registered until the queue is empty */
+        if (flush_queue(c) != 0) {
+            return;
+        }
+    }
+    if (what & EV_READ) {
+        on_readable(c);
+    }
+}
+
+void
+sc_conn_tick(struct sc_conn *c, uint64_t now)
+{
+    const struct sc_config *cfg = c->w->cfg;
+    uint64_t ping_ms = (uint64_t)cfg->ping_interval * 1000;
+
+    switch (c->phase) {
+    case SC_CONN_HTTP:
+        if (now - c->created_ms >= (uint64_t)cfg->handshake_timeout * 1000) {
+            sc_log(SC_LOG_DEBUG, "handshake timeout");
+            sc_conn_free(c);
+        }
+        return;
+    case SC_CONN_CLOSING:
+    case SC_CONN_FLUSH:
+        if (now >= c->deadline_ms) {
+            sc_conn_free(c);
+        }
+        return;
+    default:
+        break;
+    }
+    if (now - c->last_rx_ms >= 2 * ping_ms) {
+        sc_log(SC_LOG_INFO, "dropping a client silent for %llu s",
+               (unsigned long long)((now - c->last_rx_ms) / 1000));
+        sc_conn_free(c);
+        return;
+    }
+    if (c->exp != 0 &&
+        (int64_t)(sc_wall_ms() / 1000) >= c->exp + cfg->jwt_leeway) {
+        sc_conn_close_ws(c, 1008, "Token expired");
+        return;
+    }
+    if (now >= c->deadline_ms) {
+        uint8_t ping[2] = {0x89, 0x00};
+        c->deadline_ms = now + ping_ms;
+        send_bytes(c, ping, sizeof(ping));
+    }
+}

@@ -1,0 +1,196 @@
+/*
+ * healthz.c - /healthz and /metrics bodies from the registry (see
+ * healthz.h)
+ *
+ * Both read every worker slot and the listener slot; nothing is cached,
+ * so a scrape always sees the registry as it is.  Text is built with
+ * open_memstream() and handed to the caller.
+ */
+#include "healthz.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "registry.h"
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define HEARTBEAT_STALE_MS 5000
+
+char *
+sc_healthz_body(const struct sc_registry *reg, const struct sc_config *cfg,
+                int *status, size_t *len)
+{
+    struct sc_listener_slot *l = sc_registry_listener(reg);
+    uint64_t now = sc_mono_ms();
+    unsigned up = 0, n = reg->hdr->nworkers;
+    bool db = LOAD(l->db_state) == SC_DB_CONNECTED;
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    struct sc_totals t;
+
+    (void)cfg;
+    if (f == NULL) {
+        return NULL;
+    }
+    for (unsigned w = 0; w < n; w++) {
+        struct sc_worker_slot *s = sc_registry_worker(reg, w);
+        uint64_t hb = LOAD(s->heartbeat_ms);
+        if (LOAD(s->state) == SC_STATE_RUNNING && hb != 0 &&
+            now - hb < HEARTBEAT_STALE_MS) {
+            up++;
+        }
+    }
+    sc_registry_totals(reg, &t);
+    *status = (up == n && db) ? 200 : 503;
+    fprintf(f, "{\"status\":\"%s\"", *status == 200 ? "ok" : "degraded");
+    if (*status != 200) {
+        fprintf(f, ",\"reasons\":[");
+        if (up != n) {
+            fprintf(f, "\"%u of %u workers up\"%s", up, n, db ? "" : ",");
+        }
+        if (!db) {
+            fprintf(f, "\"listener not connected to PostgreSQL\"");
+        }
+        fprintf(f, "]");
+    }
+    fprintf(f, ",\"workers\":%u,\"workersUp\":%u,\"database\":\"%s\","
+               "\"clients\":%llu,\"connections\":%llu}\n",
+            n, up, db ? "connected" : "disconnected",
+            (unsigned long long)t.clients,
+            (unsigned long long)t.connections);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static void
+metric(FILE *f, const char *name, const char *type, const char *help,
+       unsigned long long v)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name,
+            type, name, v);
+}
+
+static void
+per_worker(FILE *f, const struct sc_registry *reg, const char *name,
+           const char *help, size_t field_off)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    for (unsigned w = 0; w < reg->hdr->nworkers; w++) {
+        uint8_t *slot = (uint8_t *)sc_registry_worker(reg, w);
+        _Atomic uint64_t *v = (_Atomic uint64_t *)(slot + field_off);
+        fprintf(f, "%s{worker=\"%u\"} %llu\n", name, w,
+                (unsigned long long)atomic_load(v));
+    }
+}
+
+static void
+latency(FILE *f, const struct sc_registry *reg)
+{
+    uint64_t b[SC_LAT_BUCKETS] = {0}, count = 0, sum_us = 0, cum = 0;
+    const char *n = "seatcast_delivery_latency_seconds";
+
+    for (unsigned w = 0; w < reg->hdr->nworkers; w++) {
+        struct sc_worker_slot *s = sc_registry_worker(reg, w);
+        for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+            b[i] += LOAD(s->lat_buckets[i]);
+        }
+        count += LOAD(s->lat_count);
+        sum_us += LOAD(s->lat_sum_us);
+    }
+    fprintf(f, "# HELP %s Commit-to-socket latency of broadcasts (from the "
+               "payload's ts).\n# TYPE %s histogram\n", n, n);
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        cum += b[i];
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", n,
+                sc_lat_bounds_ms[i] / 1000.0, (unsigned long long)cum);
+    }
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", n, (unsigned long long)count);
+    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", n, sum_us / 1e6, n,
+            (unsigned long long)count);
+}
+
+char *
+sc_metrics_body(const struct sc_registry *reg, size_t *len)
+{
+    struct sc_shm_header *h = reg->hdr;
+    struct sc_listener_slot *l = sc_registry_listener(reg);
+    struct sc_totals t;
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+
+    if (f == NULL) {
+        return NULL;
+    }
+    sc_registry_totals(reg, &t);
+    metric(f, "seatcast_connections", "gauge",
+           "Open client sockets, including those in the handshake.",
+           t.connections);
+    metric(f, "seatcast_clients", "gauge",
+           "Authenticated WebSocket clients.", t.clients);
+    metric(f, "seatcast_subscriptions", "gauge",
+           "Subscriptions (connection, event pairs).", t.subscriptions);
+    metric(f, "seatcast_events_watched", "gauge",
+           "Events with at least one subscriber.", LOAD(h->events_watched));
+    metric(f, "seatcast_events", "gauge", "Events in the registry.",
+           LOAD(h->events_used));
+    metric(f, "seatcast_events_capacity", "gauge",
+           "Events the registry can hold (--max-events).", h->max_events);
+    metric(f, "seatcast_workers_running", "gauge", "Workers serving.",
+           t.workers_running);
+    metric(f, "seatcast_connections_total", "counter",
+           "Connections accepted by workers.", t.connections_total);
+    metric(f, "seatcast_handshakes_total", "counter",
+           "Completed WebSocket upgrades.", t.handshakes);
+    metric(f, "seatcast_handshake_failures_total", "counter",
+           "Requests refused with an HTTP error.", t.handshake_failures);
+    metric(f, "seatcast_auth_failures_total", "counter",
+           "Upgrades closed with 1008 for a missing or invalid token.",
+           t.auth_failures);
+    metric(f, "seatcast_messages_sent_total", "counter",
+           "WebSocket frames written to clients.", t.messages_sent);
+    metric(f, "seatcast_bytes_sent_total", "counter",
+           "Bytes written to clients.", t.bytes_sent);
+    metric(f, "seatcast_messages_received_total", "counter",
+           "Client text messages received.", t.messages_received);
+    metric(f, "seatcast_slow_consumers_total", "counter",
+           "Clients closed for not reading.", t.slow_consumers);
+    metric(f, "seatcast_rate_limited_total", "counter",
+           "Client messages refused by the rate limit.", t.rate_limited);
+    metric(f, "seatcast_ring_resyncs_total", "counter",
+           "Times a worker fell behind the broadcast ring.", t.resyncs);
+    metric(f, "seatcast_notifications_total", "counter",
+           "NOTIFY payloads received from PostgreSQL.",
+           LOAD(l->notifications));
+    metric(f, "seatcast_notifications_malformed_total", "counter",
+           "NOTIFY payloads that could not be parsed.", LOAD(l->malformed));
+    metric(f, "seatcast_db_reconnects_total", "counter",
+           "Reconnections of the listener to PostgreSQL.",
+           LOAD(l->reconnects));
+    metric(f, "seatcast_db_connected", "gauge",
+           "1 while the listener is connected to PostgreSQL.",
+           LOAD(l->db_state) == SC_DB_CONNECTED);
+    metric(f, "seatcast_worker_restarts_total", "counter",
+           "Workers respawned after dying.", LOAD(h->worker_restarts));
+    metric(f, "seatcast_accept_drops_total", "counter",
+           "Connections closed because no worker could take them.",
+           LOAD(h->accept_drops));
+    per_worker(f, reg, "seatcast_worker_connections",
+               "Open sockets per worker.",
+               offsetof(struct sc_worker_slot, connections));
+    per_worker(f, reg, "seatcast_worker_clients", "Clients per worker.",
+               offsetof(struct sc_worker_slot, clients));
+    per_worker(f, reg, "seatcast_worker_subscriptions",
+               "Subscriptions per worker.",
+               offsetof(struct sc_worker_slot, subscriptions));
+    latency(f, reg);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}

@@ -1,0 +1,720 @@
+/*
+ * worker.c - a seatcast worker process (see worker.h)
+ *
+ * One libevent loop with:
+ * - the channel from the master: new connections (fds), taken in batches;
+ * - the eventfd the listener writes when a change concerns this worker:
+ *   the ring is drained from ring_seq to its head, each change becoming
+ *   one shared frame queued to every subscriber;
+ * - a one-second tick: heartbeat, timeouts and pings of every connection
+ *   (one timer for the worker, none per connection), ring catch-up;
+ * - SIGTERM/SIGINT (graceful stop, 1001 to every client), SIGHUP (reload).
+ *
+ * It never blocks: sockets are non-blocking, the registry is lock-free.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "config.h"
+#include "conn.h"
+#include "jwt.h"
+#include "log.h"
+#include "master.h"
+#include "proc.h"
+#include "proto.h"
+#include "registry.h"
+#include "secret.h"
+
+#define CHANNEL_BATCH 512
+#define RELAXED memory_order_relaxed
+
+/* ------------------------------------------------------------------ */
+/* Bookkeeping                                                          */
+
+uint64_t
+sc_worker_random(struct sc_worker *w)
+{
+    /* xorshift64*: fast, and seeded per process from getrandom() */
+    uint64_t x = w->rand_state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rand_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+void
+sc_worker_conn_added(struct sc_worker *w, struct sc_conn *c)
+{
+    c->next = w->conns;
+    c->prev = NULL;
+    if (w->conns != NULL) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+    atomic_store_explicit(&w->slot->connections, w->nconns, RELAXED);
+    atomic_fetch_add_explicit(&w->slot->connections_total, 1, RELAXED);
+}
+
+void
+sc_worker_conn_removed(struct sc_worker *w, struct sc_conn *c)
+{
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    w->nconns--;
+    atomic_store_explicit(&w->slot->connections, w->nconns, RELAXED);
+    if (w->stopping && w->nconns == 0) {
+        event_base_loopbreak(w->base);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions                                                        */
+
+static uint32_t
+ev_hash(int64_t id)
+{
+    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
+
+    return (uint32_t)(x >> 32);
+}
+
+static struct sc_wevent *
+wevent_find(struct sc_worker *w, int64_t id)
+{
+    struct sc_wevent *e = w->events[ev_hash(id) & w->events_mask];
+
+    while (e != NULL && e->id != id) {
+        e = e->hnext;
+    }
+    return e;
+}
+
+static void
+wevent_grow(struct sc_worker *w)
+{
+    uint32_t n = (w->events_mask + 1) * 2;
+    struct sc_wevent **t = calloc(n, sizeof(*t));
+
+    if (t == NULL) {
+        return; /* chains just get longer */
+    }
+    for (uint32_t i = 0; i <= w->events_mask; i++) {
+        struct sc_wevent *e = w->events[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            e->hnext = t[ev_hash(e->id) & (n - 1)];
+            t[ev_hash(e->id) & (n - 1)] = e;
+        }
+    }
+    free(w->events);
+    w->events = t;
+    w->events_mask = n - 1;
+}
+
+static struct sc_wevent *
+wevent_get(struct sc_worker *w, struct sc_event_entry *entry, int64_t id)
+{
+    struct sc_wevent *e = wevent_find(w, id);
+    struct sc_event_state st;
+
+    if (e != NULL) {
+        return e;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return NULL;
+    }
+    e->id = id;
+    e->entry = entry;
+    sc_registry_event_read(entry, &st);
+    e->last_version = st.version;
+    e->hnext = w->events[ev_hash(id) & w->events_mask];
+    w->events[ev_hash(id) & w->events_mask] = e;
+    if (++w->nevents > (w->events_mask + 1) * 2) {
+        wevent_grow(w);
+    }
+    return e;
+}
+
+static void
+wevent_drop(struct sc_worker *w, struct sc_wevent *e)
+{
+    struct sc_wevent **pp = &w->events[ev_hash(e->id) & w->events_mask];
+
+    while (*pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = e->hnext;
+    w->nevents--;
+    free(e);
+}
+
+int
+sc_worker_subscribe(struct sc_worker *w, struct sc_conn *c,
+                    struct sc_event_entry *entry, int64_t id)
+{
+    struct sc_wevent *e;
+    struct sc_sub *s;
+
+    for (s = c->subs; s != NULL; s = s->conn_next) {
+        if (s->ev->id == id) {
+            return 0;
+        }
+    }
+    e = wevent_get(w, entry, id);
+    s = calloc(1, sizeof(*s));
+    if (e == NULL || s == NULL) {
+        free(s);
+        if (e != NULL && e->nsubs == 0) {
+            wevent_drop(w, e);
+        }
+        return -1;
+    }
+    s->conn = c;
+    s->ev = e;
+    s->conn_next = c->subs;
+    c->subs = s;
+    c->nsubs++;
+    s->ev_next = e->subs;
+    if (e->subs != NULL) {
+        e->subs->ev_prev = s;
+    }
+    e->subs = s;
+    e->nsubs++;
+    sc_registry_event_subs_add(w->reg, entry, w->index, +1);
+    atomic_fetch_add_explicit(&w->slot->subscriptions, 1, RELAXED);
+    return 1;
+}
+
+/* Unlinks s from its event (O(1)) and frees it; not from the conn list. */
+static void
+sub_drop(struct sc_worker *w, struct sc_sub *s)
+{
+    struct sc_wevent *e = s->ev;
+
+    if (s->ev_prev != NULL) {
+        s->ev_prev->ev_next = s->ev_next;
+    } else {
+        e->subs = s->ev_next;
+    }
+    if (s->ev_next != NULL) {
+        s->ev_next->ev_prev = s->ev_prev;
+    }
+    e->nsubs--;
+    sc_registry_event_subs_add(w->reg, e->entry, w->index, -1);
+    atomic_fetch_sub_explicit(&w->slot->subscriptions, 1, RELAXED);
+    s->conn->nsubs--;
+    if (e->nsubs == 0) {
+        wevent_drop(w, e);
+    }
+    free(s);
+}
+
+int
+sc_worker_unsubscribe(struct sc_worker *w, struct sc_conn *c, int64_t id)
+{
+    struct sc_sub **pp = &c->subs;
+
+    for (; *pp != NULL; pp = &(*pp)->conn_next) {
+        if ((*pp)->ev->id == id) {
+            struct sc_sub *s = *pp;
+            *pp = s->conn_next;
+            sub_drop(w, s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void
+sc_worker_unsubscribe_all(struct sc_worker *w, struct sc_conn *c)
+{
+    while (c->subs != NULL) {
+        struct sc_sub *s = c->subs;
+        c->subs = s->conn_next;
+        sub_drop(w, s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Broadcasts                                                           */
+
+/* Queues f to every subscriber of e (each may be closed as slow). */
+static void
+fanout(struct sc_wevent *e, struct sc_frame *f)
+{
+    struct sc_sub *s = e->subs, *next;
+
+    for (; s != NULL; s = next) {
+        next = s->ev_next;
+        /* a slow consumer closed here unlinks s (and maybe next's
+         * neighbour, never next itself: only c's own subs go) */
+        sc_conn_send_frame(s->conn, f);
+    }
+}
+
+static void
+record_latency(struct sc_worker *w, int64_t commit_ms)
+{
+    int64_t now = (int64_t)sc_wall_ms();
+    uint64_t ms = now > commit_ms ? (uint64_t)(now - commit_ms) : 0;
+
+    atomic_fetch_add_explicit(&w->slot->lat_count, 1, RELAXED);
+    atomic_fetch_add_explicit(&w->slot->lat_sum_us, ms * 1000, RELAXED);
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        if (ms <= sc_lat_bounds_ms[i]) {
+            atomic_fetch_add_explicit(&w->slot->lat_buckets[i], 1, RELAXED);
+            return;
+        }
+    }
+}
+
+static void
+deliver_deleted(struct sc_worker *w, struct sc_wevent *e)
+{
+    char msg[SC_PROTO_MSG_MAX];
+    uint8_t frame[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
+    long n = sc_proto_unsubscribed(msg, sizeof(msg), (uint64_t)e->id,
+                                   sc_wall_ms());
+    long fl = n < 0 ? -1
+                    : sc_ws_frame_encode(frame, sizeof(frame), SC_WS_OP_TEXT,
+                                         msg, (size_t)n);
+    struct sc_frame *f = fl < 0 ? NULL : sc_frame_new(frame, (size_t)fl, 0);
+
+    /* every subscription to a deleted event is dropped */
+    while (e->subs != NULL) {
+        struct sc_conn *c = e->subs->conn;
+        int64_t id = e->id;
+        bool last = e->nsubs == 1;
+        /* unsubscribing the last subscriber frees e */
+        sc_worker_unsubscribe(w, c, id);
+        if (f != NULL) {
+            sc_conn_send_frame(c, f);
+        }
+        if (last) {
+            break;
+        }
+    }
+    sc_frame_release(f);
+}
+
+static void
+revoke_jti(struct sc_worker *w, const struct sc_ring_msg *m)
+{
+    uint64_t h = 0;
+    struct sc_conn *c, *next;
+
+    memcpy(&h, m->frame, m->frame_len < 8 ? m->frame_len : 8);
+    if (h == 0) {
+        return;
+    }
+    for (c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->jti_hash == h && c->phase == SC_CONN_WS) {
+            sc_log(SC_LOG_INFO, "closing a connection whose token was "
+                   "revoked");
+            sc_conn_close_ws(c, 1008, "Token revoked");
+        }
+    }
+}
+
+static void
+deliver(struct sc_worker *w, const struct sc_ring_msg *m)
+{
+    struct sc_wevent *e;
+    struct sc_frame *f;
+
+    if (m->kind == SC_CHANGE_TOKEN_REVOKED) {
+        revoke_jti(w, m);
+        return;
+    }
+    e = wevent_find(w, m->event_id);
+    if (e == NULL) {
+        return;
+    }
+    if (m->kind == SC_CHANGE_EVENT_DELETED) {
+        deliver_deleted(w, e);
+        return;
+    }
+    /* the listener never publishes a version twice, but a resync may
+     * have delivered this state already */
+    if (m->version <= e->last_version) {
+        return;
+    }
+    e->last_version = m->version;
+    if (m->commit_ms > 0) {
+        record_latency(w, m->commit_ms);
+    }
+    if (m->update_off > 0 && m->update_off <= m->frame_len) {
+        f = sc_frame_new(m->frame, m->update_off, 0);
+        if (f != NULL) {
+            fanout(e, f);
+            sc_frame_release(f);
+        }
+        e = wevent_find(w, m->event_id);
+        if (e == NULL) {
+            return;
+        }
+    }
+    f = sc_frame_new(m->frame + m->update_off,
+                     (size_t)(m->frame_len - m->update_off), m->event_id);
+    if (f != NULL) {
+        fanout(e, f);
+        sc_frame_release(f);
+    }
+}
+
+/* Behind the ring: send each followed event's current state if newer. */
+static void
+resync(struct sc_worker *w)
+{
+    char msg[SC_PROTO_MSG_MAX];
+    uint8_t frame[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
+    struct sc_event_state st;
+
+    atomic_fetch_add_explicit(&w->slot->resyncs, 1, RELAXED);
+    sc_log(SC_LOG_WARN, "fell behind the broadcast ring; resynchronising "
+           "%u events from the event table", w->nevents);
+    w->ring_seq = atomic_load(&w->reg->hdr->ring_head);
+    for (uint32_t i = 0; i <= w->events_mask; i++) {
+        struct sc_wevent *e = w->events[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            sc_registry_event_read(e->entry, &st);
+            if (st.version <= e->last_version) {
+                continue;
+            }
+            if (st.flags & SC_EVENT_DELETED) {
+                deliver_deleted(w, e);
+                continue;
+            }
+            e->last_version = st.version;
+            long n = sc_proto_seat_update(msg, sizeof(msg), (uint64_t)e->id,
+                                          st.available, st.capacity,
+                                          sc_wall_ms());
+            long fl = sc_ws_frame_encode(frame, sizeof(frame), SC_WS_OP_TEXT,
+                                         msg, (size_t)n);
+            struct sc_frame *f = sc_frame_new(frame, (size_t)fl, e->id);
+            if (f != NULL) {
+                fanout(e, f);
+                sc_frame_release(f);
+            }
+        }
+    }
+}
+
+static void
+drain_ring(struct sc_worker *w)
+{
+    struct sc_ring_msg m;
+
+    w->batching = true;
+    for (;;) {
+        int rc = sc_registry_ring_read(w->reg, w->ring_seq, &m);
+        if (rc == 1) {
+            break;
+        }
+        if (rc < 0) {
+            resync(w);
+            break;
+        }
+        w->ring_seq++;
+        if (w->nevents > 0 || m.kind == SC_CHANGE_TOKEN_REVOKED) {
+            deliver(w, &m);
+        }
+    }
+    atomic_store_explicit(&w->slot->ring_seq, w->ring_seq, RELAXED);
+    w->batching = false;
+    /* one write per socket per batch */
+    while (w->dirty != NULL) {
+        struct sc_conn *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->flags &= (uint8_t)~SC_CONN_DIRTY;
+        sc_conn_flush(c);
+    }
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_worker *w = arg;
+    uint64_t n;
+
+    (void)what;
+    while (read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+    }
+    drain_ring(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* Channel, tick, signals                                               */
+
+static void begin_stop(struct sc_worker *w);
+
+static void
+on_channel(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_worker *w = arg;
+    struct sc_channel_msg msg;
+    int cfd;
+
+    (void)what;
+    for (int n = 0; n < CHANNEL_BATCH; n++) {
+        int rc = sc_channel_recv_fd(fd, &msg, &cfd);
+        if (rc == SC_CHANNEL_AGAIN) {
+            return;
+        }
+        if (rc == SC_CHANNEL_EOF || rc == SC_CHANNEL_ERROR) {
+            sc_log(rc == SC_CHANNEL_EOF ? SC_LOG_WARN : SC_LOG_ERR,
+                   "channel to the master %s; stopping",
+                   rc == SC_CHANNEL_EOF ? "closed" : "failed");
+            begin_stop(w);
+            return;
+        }
+        atomic_fetch_add_explicit(&w->slot->fds_received, 1, RELAXED);
+        if (cfd < 0) {
+            continue;
+        }
+        if (w->stopping) {
+            close(cfd);
+            continue;
+        }
+        sc_conn_new(w, cfd);
+    }
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_worker *w = arg;
+    uint64_t now = sc_mono_ms();
+    struct sc_conn *c, *next;
+
+    (void)fd;
+    (void)what;
+    atomic_store_explicit(&w->slot->heartbeat_ms, now, RELAXED);
+    if (w->stopping && now >= w->stop_deadline) {
+        sc_log(SC_LOG_WARN, "shutdown timeout with %llu connections left",
+               (unsigned long long)w->nconns);
+        event_base_loopbreak(w->base);
+        return;
+    }
+    drain_ring(w);
+    for (c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        sc_conn_tick(c, now);
+    }
+}
+
+static void
+begin_stop(struct sc_worker *w)
+{
+    struct sc_conn *c, *next;
+
+    if (w->stopping) {
+        return;
+    }
+    w->stopping = true;
+    w->stop_deadline = sc_mono_ms() +
+                       (uint64_t)w->cfg->shutdown_timeout * 1000 - 500;
+    atomic_store(&w->slot->state, SC_STATE_STOPPING);
+    if (w->ev_channel != NULL) {
+        event_del(w->ev_channel);
+    }
+    sc_log(SC_LOG_INFO, "stopping: closing %llu connections",
+           (unsigned long long)w->nconns);
+    for (c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->phase == SC_CONN_WS) {
+            sc_conn_close_ws(c, 1001, "Server shutting down");
+        } else if (c->phase == SC_CONN_HTTP) {
+            sc_conn_free(c);
+        }
+    }
+    if (w->nconns == 0) {
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    begin_stop(arg);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct sc_worker *w = arg;
+    struct sc_config *fresh = malloc(sizeof(*fresh));
+    struct sc_jwt_keys *keys;
+    char err[512];
+
+    (void)sig;
+    (void)what;
+    if (fresh == NULL) {
+        return;
+    }
+    sc_config_defaults(fresh, sc_proc_ncpu());
+    if (sc_config_parse_argv(fresh, w->ctx->argc, w->ctx->argv, err,
+                             sizeof(err)) != 0 ||
+        sc_config_finish(fresh, err, sizeof(err)) != 0) {
+        sc_log(SC_LOG_ERR, "reload failed, keeping the running "
+               "configuration: %s", err);
+        free(fresh);
+        return;
+    }
+    keys = sc_secret_load_keys(fresh, err, sizeof(err));
+    if (keys == NULL) {
+        sc_log(SC_LOG_ERR, "reload failed, keeping the running keys: %s",
+               err);
+        free(fresh);
+        return;
+    }
+    /* settings fixed at start stay: listeners, workers, registry size */
+    fresh->workers = w->cfg->workers;
+    fresh->max_events = w->cfg->max_events;
+    snprintf(fresh->shm_name, sizeof(fresh->shm_name), "%s",
+             w->cfg->shm_name);
+    sc_jwt_keys_free(w->keys);
+    w->keys = keys;
+    free(w->cfg);
+    w->cfg = fresh;
+    sc_log_init(fresh->log_level, fresh->log_format == SC_LOG_FORMAT_JSON);
+    sc_log(SC_LOG_INFO, "configuration and keys reloaded");
+}
+
+/* ------------------------------------------------------------------ */
+/* Main                                                                 */
+
+static int
+worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
+{
+    struct timeval one = {1, 0};
+    char err[512];
+
+    w->ctx = ctx;
+    w->index = ctx->index;
+    w->reg = ctx->reg;
+    w->slot = sc_registry_worker(ctx->reg, ctx->index);
+    w->cfg = malloc(sizeof(*w->cfg));
+    w->events = calloc(64, sizeof(*w->events));
+    if (w->cfg == NULL || w->events == NULL) {
+        return -1;
+    }
+    memcpy(w->cfg, ctx->cfg, sizeof(*w->cfg));
+    w->events_mask = 63;
+    if (getrandom(&w->rand_state, sizeof(w->rand_state), 0) !=
+            (ssize_t)sizeof(w->rand_state) ||
+        w->rand_state == 0) {
+        w->rand_state = sc_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
+    }
+    w->keys = sc_secret_load_keys(w->cfg, err, sizeof(err));
+    if (w->keys == NULL) {
+        sc_log(SC_LOG_ERR, "%s", err);
+        return -1;
+    }
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        return -1;
+    }
+    w->ev_channel = event_new(w->base, ctx->channel, EV_READ | EV_PERSIST,
+                              on_channel, w);
+    w->ev_wake = event_new(w->base, ctx->wake_fd, EV_READ | EV_PERSIST,
+                           on_wake, w);
+    w->ev_tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->ev_term = evsignal_new(w->base, SIGTERM, on_stop_signal, w);
+    w->ev_int = evsignal_new(w->base, SIGINT, on_stop_signal, w);
+    w->ev_hup = evsignal_new(w->base, SIGHUP, on_hup, w);
+    if (w->ev_channel == NULL || w->ev_wake == NULL || w->ev_tick == NULL ||
+        w->ev_term == NULL || w->ev_int == NULL || w->ev_hup == NULL) {
+        return -1;
+    }
+    event_add(w->ev_channel, NULL);
+    event_add(w->ev_wake, NULL);
+    event_add(w->ev_tick, &one);
+    event_add(w->ev_term, NULL);
+    event_add(w->ev_int, NULL);
+    event_add(w->ev_hup, NULL);
+    return 0;
+}
+
+static void
+worker_fini(struct sc_worker *w)
+{
+    while (w->conns != NULL) {
+        sc_conn_free(w->conns);
+    }
+    struct event *evs[] = {w->ev_channel, w->ev_wake, w->ev_tick,
+                           w->ev_term,    w->ev_int,  w->ev_hup};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+    sc_jwt_keys_free(w->keys);
+    free(w->events);
+    free(w->cfg);
+}
+
+void
+sc_worker_main(const struct sc_child_ctx *ctx)
+{
+    static struct sc_worker w; /* ~64 KiB scratch: not on the stack */
+    char title[64], comm[16];
+    int status = 0;
+
+    snprintf(title, sizeof(title), "seatcast: worker %u", ctx->index);
+    snprintf(comm, sizeof(comm), "sc-worker-%u", ctx->index);
+    sc_proc_set_title(title, comm);
+    snprintf(title, sizeof(title), "worker %u", ctx->index);
+    sc_log_set_role(title);
+
+    memset(&w, 0, sizeof(w));
+    struct sc_worker_slot *slot = sc_registry_worker(ctx->reg, ctx->index);
+    atomic_store(&slot->state, SC_STATE_STARTING);
+    atomic_store(&slot->pid, (int32_t)getpid());
+    atomic_store(&slot->started_ms, sc_wall_ms());
+    atomic_store(&slot->heartbeat_ms, sc_mono_ms());
+    if (worker_init(&w, ctx) != 0) {
+        sc_log(SC_LOG_ERR, "could not initialise the worker");
+        worker_fini(&w);
+        exit(1);
+    }
+    /* start at the ring's head: the state before it is in the table */
+    w.ring_seq = atomic_load(&ctx->reg->hdr->ring_head);
+    atomic_store(&slot->ring_seq, w.ring_seq);
+    atomic_store(&slot->state, SC_STATE_RUNNING);
+    sc_log(SC_LOG_DEBUG, "worker ready");
+    if (event_base_dispatch(w.base) < 0) {
+        sc_log(SC_LOG_ERR, "event loop failed");
+        status = 1;
+    }
+    worker_fini(&w);
+    sc_log(SC_LOG_INFO, "worker stopped");
+    exit(status);
+}
