@@ -77,8 +77,7 @@ struct sc_ws_parser {
 /* 100 000 idle connections: keep the per-connection cost in sight. */
 _Static_assert(offsetof(struct sc_ws_parser, ctl) <= 48,
                "ws parser state over 48 bytes");
-_Static_assert(sizeof(struct sc_ws_parser) <= 168,
-               "ws parser over 168 bytes");
+_Static_assert(sizeof(struct sc_ws_parser) <= 168, "ws parser over 168 bytes");
 
 enum sc_ws_event_type {
     SC_WS_EV_TEXT,
@@ -144,16 +143,15 @@ long sc_ws_parser_feed(struct sc_ws_parser *p, uint8_t *buf, size_t len,
  * XORs buf[0..len) with the masking key (RFC 6455 5.3), starting at key
  * index offset % 4, a word at a time.  Masking and unmasking are the same.
  */
-void sc_ws_mask(uint8_t *buf, size_t len, const uint8_t key[4],
-                size_t offset);
+void sc_ws_mask(uint8_t *buf, size_t len, const uint8_t key[4], size_t offset);
 
 /*
  * Writes the header of an unmasked frame with the minimal length form into
  * out and returns its size (2, 4 or 10), or 0 if len >= 2^63.  The opcode
  * is taken modulo 16; nothing else is checked.
  */
-size_t sc_ws_frame_header(uint8_t out[SC_WS_HEADER_MAX], int opcode,
-                          bool fin, uint64_t len);
+size_t sc_ws_frame_header(uint8_t out[SC_WS_HEADER_MAX], int opcode, bool fin,
+                          uint64_t len);
 
 /*
  * Writes one complete unmasked frame (FIN set): header then payload, which

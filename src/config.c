@@ -771,7 +771,8 @@ all_digits(const char *s)
 
 /*
  * Parses one --listen value.  Returns 0 with *out filled, or -1 with
- * "problem: \"text\"" in err (the caller adds the option name).
+ * "problem: \"text\"" in err (the caller adds the option name) and *out
+ * untouched.  err may be NULL.  Pure: any process, no resolver.
  */
 int
 sc_config_parse_listen(const char *text, struct sc_listen_addr *out, char *err,
@@ -803,7 +804,8 @@ sc_config_parse_listen(const char *text, struct sc_listen_addr *out, char *err,
 
 /*
  * Writes a listener as the user would type it; "0.0.0.0:PORT" for a bare
- * port.  Truncates silently to outlen (at least 1).
+ * port.  Truncates to outlen (at least 1): 160 bytes always suffice.
+ * Pure: any process.
  */
 void
 sc_config_format_listen(const struct sc_listen_addr *a, char *out,
@@ -866,8 +868,9 @@ apply(struct sc_config *cfg, const struct opt *o, const char *value, char *err,
 
 /*
  * Sets one option by its long name, as a config file line does.  Returns 0,
- * or -1 with "name: problem" in err.  List options append.  "config",
- * "version" and "help" belong to the command line and are refused.
+ * or -1 with "name: problem" in err and the field unchanged.  List options
+ * append.  "config", "version" and "help" belong to the command line and
+ * are refused.  value is copied.  Pure: any process.
  */
 int
 sc_config_set(struct sc_config *cfg, const char *name, const char *value,
@@ -981,8 +984,10 @@ parse_line(struct sc_config *cfg, const char *text, size_t len, char *err,
 
 /*
  * Applies config file text: "name = value" lines, '#' comments, blank
- * lines; a later line wins, list options append.  Returns 0, or -1 with
- * "FILE:LINE: problem" in err; lines before the bad one stay applied.
+ * lines; a later line wins, list options append.  text need not end in
+ * '\n' nor in NUL.  Returns 0, or -1 with "FILE:LINE: problem" in err;
+ * lines before the bad one stay applied, so callers parse into a scratch
+ * struct.  Pure: any process.
  */
 int
 sc_config_parse_text(struct sc_config *cfg, const char *file, const char *text,
@@ -1044,8 +1049,10 @@ read_file(const char *path, char **text, size_t *len, char *err, size_t errlen)
 }
 
 /*
- * Reads and applies a config file.  Returns 0, or -1 with "FILE: could not
- * read: reason" or "FILE:LINE: problem" in err.  Master only (it reads).
+ * Reads and applies a config file (at most 1 MiB; opened O_CLOEXEC and
+ * closed before returning).  Returns 0, or -1 with "FILE: could not read:
+ * reason" or "FILE:LINE: problem" in err.  Any process that may block on a
+ * file read: the master, `seatcast stats`, a worker on SIGHUP.
  */
 int
 sc_config_load_file(struct sc_config *cfg, const char *path, char *err,
@@ -1166,7 +1173,9 @@ scan_argv(struct sc_config *cfg, int pass, int argc, char **argv,
  * Applies argv (argv[0] is the program name): the file of -c/--config
  * first, then every other option, so the command line wins; a list option
  * given on the command line replaces the file's list.  Returns 0, or -1
- * with one line in err.  Resets getopt, so it may be called again.
+ * with one line in err ("--flag: problem", "unknown option \"--x\"",
+ * "FILE:LINE: problem").  argv is read, never permuted nor kept.  Uses
+ * getopt's globals (resets them first): one thread at a time.
  */
 int
 sc_config_parse_argv(struct sc_config *cfg, int argc, char **argv, char *err,
@@ -1215,7 +1224,8 @@ default_shm_name(struct sc_config *cfg)
 /*
  * Adds the derived defaults (listener 127.0.0.1:3000, shm name from the
  * first listener) and refuses a listener given twice.  Returns 0, or -1
- * with "listen: duplicate address \"...\"" in err.
+ * with "listen: duplicate address \"...\"" in err.  Call once, after the
+ * file and the command line.  Pure: any process.
  */
 int
 sc_config_finish(struct sc_config *cfg, char *err, size_t errlen)
@@ -1241,7 +1251,7 @@ sc_config_finish(struct sc_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* The text of --help; static storage. */
+/* The text of --help, static storage; every option once, with its default. */
 const char *
 sc_config_usage(void)
 {

@@ -1017,19 +1017,32 @@ sc_jwt_claims_allows_event(const struct sc_jwt_claims *claims,
                    sizeof(event_id), jwt_cmp_u64) != NULL;
 }
 
-/* Appends base64url(src) to out at *pos (cap bytes in all, NUL kept). */
+/*
+ * Appends base64url(src) to out at *pos, keeping a NUL (cap bytes in all).
+ * Encoded through a small buffer when short: sc_base64_encode() wants room
+ * for the padding it does not write in url form.
+ */
 static int
 jwt_append_b64(const uint8_t *src, size_t len, char *out, size_t cap,
                size_t *pos)
 {
+    char tmp[SC_BASE64_ENCODED_LEN(EVP_MAX_MD_SIZE) + 1];
     long n;
 
     if (*pos >= cap) {
         return -1;
     }
-    n = sc_base64_encode(src, len, out + *pos, cap - *pos, true);
-    if (n < 0) {
-        return -1;
+    if (len <= EVP_MAX_MD_SIZE) {
+        n = sc_base64_encode(src, len, tmp, sizeof(tmp), true);
+        if (n < 0 || (size_t)n >= cap - *pos) {
+            return -1;
+        }
+        memcpy(out + *pos, tmp, (size_t)n + 1);
+    } else {
+        n = sc_base64_encode(src, len, out + *pos, cap - *pos, true);
+        if (n < 0) {
+            return -1;
+        }
     }
     *pos += (size_t)n;
     return 0;
@@ -1051,12 +1064,12 @@ sc_jwt_sign_hs256(const uint8_t *secret, size_t secret_len,
                   const char *claims_json, char *out, size_t outlen)
 {
     static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-    const char *why = NULL;
+    size_t cap = outlen < SC_JWT_MAX_TOKEN + 1 ? outlen : SC_JWT_MAX_TOKEN + 1;
     uint8_t mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    size_t cap = outlen < SC_JWT_MAX_TOKEN + 1 ? outlen : SC_JWT_MAX_TOKEN + 1;
-    size_t pos = 0;
+    const char *why = NULL;
     cJSON *cl = NULL;
+    size_t pos = 0;
     int rc;
 
     if (secret == NULL || secret_len == 0 || secret_len > INT_MAX ||
@@ -1068,20 +1081,31 @@ sc_jwt_sign_hs256(const uint8_t *secret, size_t secret_len,
     rc = jwt_parse_object((const uint8_t *)claims_json, strlen(claims_json),
                           -1, "", "", &cl, &why);
     cJSON_Delete(cl);
-    if (rc != 0 ||
-        jwt_append_b64((const uint8_t *)header, strlen(header), out, cap,
-                       &pos) < 0 ||
-        jwt_append_dot(out, cap, &pos) < 0 ||
-        jwt_append_b64((const uint8_t *)claims_json, strlen(claims_json),
-                       out, cap, &pos) < 0 ||
-        HMAC(EVP_sha256(), secret, (int)secret_len, (const uint8_t *)out, pos,
-             mac, &maclen) == NULL ||
-        jwt_append_dot(out, cap, &pos) < 0 ||
-        jwt_append_b64(mac, maclen, out, cap, &pos) < 0) {
-        OPENSSL_cleanse(mac, sizeof(mac));
+    if (rc == 0) {
+        rc = jwt_append_b64((const uint8_t *)header, strlen(header), out, cap,
+                            &pos);
+    }
+    if (rc == 0) {
+        rc = jwt_append_dot(out, cap, &pos);
+    }
+    if (rc == 0) {
+        rc = jwt_append_b64((const uint8_t *)claims_json, strlen(claims_json),
+                            out, cap, &pos);
+    }
+    if (rc == 0 && HMAC(EVP_sha256(), secret, (int)secret_len,
+                        (const uint8_t *)out, pos, mac, &maclen) == NULL) {
+        rc = -1;
+    }
+    if (rc == 0) {
+        rc = jwt_append_dot(out, cap, &pos);
+    }
+    if (rc == 0) {
+        rc = jwt_append_b64(mac, maclen, out, cap, &pos);
+    }
+    OPENSSL_cleanse(mac, sizeof(mac));
+    if (rc != 0) {
         out[0] = '\0';
         return -1;
     }
-    OPENSSL_cleanse(mac, sizeof(mac));
     return (long)pos;
 }

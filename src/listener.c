@@ -1,9 +1,743 @@
-/* placeholder replaced below */
+/*
+ * listener.c - the seatcast listener process (see listener.h)
+ *
+ * One PostgreSQL connection, driven without blocking from a libevent loop:
+ *
+ *   DISCONNECTED --timer--> CONNECTING (PQconnectStartParams/PQconnectPoll)
+ *     --> SETUP: SELECT pg_is_in_recovery()   refuse a standby
+ *                LISTEN probe; NOTIFY probe    prove notifications arrive
+ *                LISTEN channel                (before reading the state)
+ *                SELECT ... seatcast_seat_state  snapshot into the registry
+ *     --> READY: PQconsumeInput/PQnotifies on every readable event
+ *
+ * Every error drops the connection and retries with a delay doubling from
+ * 100 ms to 5 s.  Clients stay connected meanwhile; /healthz reports it.
+ *
+ * A notification is applied if its version is newer than the registry's:
+ * seat fields are written under the entry's seqlock, the frames are encoded
+ * once and published on the ring, and only workers with subscribers of the
+ * event are woken (eventfd), once per batch.  A malformed payload is logged
+ * and counted, never fatal.  The listener is the only writer of the event
+ * table's seat fields and of the ring.
+ */
 #include "listener.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "notify_msg.h"
+#include "proc.h"
+#include "proto.h"
+#include "registry.h"
+#include "ws_frame.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define PROBE_TIMEOUT_MS 5000
+#define RELAXED memory_order_relaxed
+
+enum step {
+    STEP_IDLE,      /* not connected */
+    STEP_CONNECT,   /* PQconnectPoll in progress */
+    STEP_RECOVERY,  /* SELECT pg_is_in_recovery() */
+    STEP_PROBE,     /* LISTEN probe; NOTIFY probe: waiting for it */
+    STEP_LISTEN,    /* LISTEN channel */
+    STEP_SNAPSHOT,  /* SELECT from seatcast_seat_state */
+    STEP_READY      /* applying notifications */
+};
+
+struct listener {
+    const struct sc_child_ctx *ctx;
+    const struct sc_config *cfg;
+    struct sc_registry *reg;
+    struct sc_listener_slot *slot;
+    struct event_base *base;
+    struct event *ev_sock;  /* the connection's socket, when connected */
+    struct event *ev_retry; /* reconnect timer */
+    struct event *ev_tick;  /* heartbeat, probe timeout */
+    struct event *ev_term, *ev_int;
+    PGconn *pg;
+    enum step step;
+    bool first;             /* no snapshot applied yet */
+    bool probe_seen;
+    uint64_t probe_deadline;
+    char probe_channel[64];
+    uint64_t backoff_ms;
+    bool wake[SC_MAX_WORKERS];
+    uint64_t full_logged_ms;
+};
+
+static void on_socket(evutil_socket_t fd, short what, void *arg);
+static void drop_connection(struct listener *l, const char *why);
+
+/* ------------------------------------------------------------------ */
+/* Publishing                                                           */
+
+static void
+mark_wake(struct listener *l, const struct sc_event_entry *e)
+{
+    struct sc_event_entry *m = (struct sc_event_entry *)(uintptr_t)e;
+
+    if (atomic_load_explicit(&m->subs_total, RELAXED) == 0) {
+        return;
+    }
+    for (unsigned w = 0; w < l->ctx->nworkers; w++) {
+        if (atomic_load_explicit(&m->subs[w], RELAXED) != 0) {
+            l->wake[w] = true;
+        }
+    }
+}
+
+static void
+wake_workers(struct listener *l)
+{
+    uint64_t one = 1;
+
+    for (unsigned w = 0; w < l->ctx->nworkers; w++) {
+        if (l->wake[w]) {
+            l->wake[w] = false;
+            if (write(l->ctx->wake_fds[w], &one, sizeof(one)) < 0 &&
+                errno != EAGAIN) {
+                sc_log(SC_LOG_WARN, "could not wake worker %u: %s", w,
+                       strerror(errno));
+            }
+        }
+    }
+}
+
+/* Appends one text frame with the JSON in msg; -1 if it does not fit. */
+static int
+append_frame(struct sc_ring_msg *m, const char *json, long n)
+{
+    long fl;
+
+    if (n < 0) {
+        return -1;
+    }
+    fl = sc_ws_frame_encode(m->frame + m->frame_len,
+                            SC_SHM_FRAME_MAX - m->frame_len, SC_WS_OP_TEXT,
+                            json, (size_t)n);
+    if (fl < 0) {
+        return -1;
+    }
+    m->frame_len = (uint16_t)(m->frame_len + fl);
+    return 0;
+}
+
+/* Encodes and publishes a change of event id to the ring. */
+static void
+publish(struct listener *l, const struct sc_event_entry *e, uint32_t kind,
+        int64_t id, int32_t avail, int32_t cap, int64_t version,
+        int64_t commit_ms)
+{
+    struct sc_ring_msg m;
+    char json[SC_PROTO_MSG_MAX];
+    uint64_t now = sc_wall_ms();
+
+    memset(&m, 0, offsetof(struct sc_ring_msg, frame));
+    m.event_id = id;
+    m.version = version;
+    m.commit_ms = commit_ms;
+    m.kind = kind;
+    m.available = avail;
+    m.capacity = cap;
+    if (kind == SC_CHANGE_BOOKING_CREATED ||
+        kind == SC_CHANGE_BOOKING_CANCELLED) {
+        append_frame(&m, json,
+                     sc_proto_booking(json, sizeof(json),
+                                      kind == SC_CHANGE_BOOKING_CANCELLED,
+                                      (uint64_t)id, avail, now));
+        m.update_off = m.frame_len;
+    }
+    if (kind != SC_CHANGE_EVENT_DELETED) {
+        append_frame(&m, json,
+                     sc_proto_seat_update(json, sizeof(json), (uint64_t)id,
+                                          avail, cap, now));
+    }
+    sc_registry_ring_publish(l->reg, &m);
+    if (e != NULL) {
+        mark_wake(l, e);
+    }
+}
+
+static uint64_t
+hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, as the workers do */
+
+    for (; *s; s++) {
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+static void
+publish_revocation(struct listener *l, const char *jti)
+{
+    struct sc_ring_msg m;
+    uint64_t h = hash_str(jti);
+
+    memset(&m, 0, offsetof(struct sc_ring_msg, frame));
+    m.kind = SC_CHANGE_TOKEN_REVOKED;
+    memcpy(m.frame, &h, sizeof(h));
+    m.frame_len = sizeof(h);
+    sc_registry_ring_publish(l->reg, &m);
+    for (unsigned w = 0; w < l->ctx->nworkers; w++) {
+        l->wake[w] = true;
+    }
+    atomic_fetch_add_explicit(&l->slot->revocations, 1, RELAXED);
+}
+
+static struct sc_event_entry *
+entry_for(struct listener *l, int64_t id, bool *inserted)
+{
+    struct sc_event_entry *e = sc_registry_event_insert(l->reg, id, inserted);
+    uint64_t now = sc_mono_ms();
+
+    if (e == NULL) {
+        atomic_fetch_add_explicit(&l->slot->events_full, 1, RELAXED);
+        /* one line every 10 s, not one per notification */
+        if (now - l->full_logged_ms > 10000 || l->full_logged_ms == 0) {
+            l->full_logged_ms = now;
+            sc_log(SC_LOG_ERR, "registry full: event %lld is not tracked "
+                   "(--max-events %u); its subscribers get not_found",
+                   (long long)id, l->cfg->max_events);
+        }
+    }
+    return e;
+}
+
+/* Applies one parsed notification. */
+static void
+apply(struct listener *l, const struct sc_notify *n)
+{
+    static const uint32_t kinds[] = {
+        [SC_NOTIFY_BOOKING_CREATED] = SC_CHANGE_BOOKING_CREATED,
+        [SC_NOTIFY_BOOKING_CANCELLED] = SC_CHANGE_BOOKING_CANCELLED,
+        [SC_NOTIFY_SEAT_UPDATE] = SC_CHANGE_SEAT_UPDATE,
+        [SC_NOTIFY_EVENT_DELETED] = SC_CHANGE_EVENT_DELETED};
+    struct sc_event_state st;
+    struct sc_event_entry *e;
+    bool inserted;
+    int64_t id = (int64_t)n->event_id;
+
+    if (n->type == SC_NOTIFY_TOKEN_REVOKED) {
+        sc_log(SC_LOG_INFO, "token revoked; closing its connections");
+        publish_revocation(l, n->jti);
+        return;
+    }
+    if (n->type == SC_NOTIFY_EVENT_DELETED) {
+        e = sc_registry_event_find(l->reg, id);
+        if (e == NULL) {
+            atomic_fetch_add_explicit(&l->slot->unknown_events, 1, RELAXED);
+            return;
+        }
+        sc_registry_event_read(e, &st);
+        int64_t v = n->has_version && n->version > st.version ? n->version
+                                                             : st.version + 1;
+        sc_registry_event_write(e, SC_EVENT_DELETED, 0, 0, v);
+        publish(l, e, SC_CHANGE_EVENT_DELETED, id, 0, 0, v, n->ts_ms);
+        return;
+    }
+    e = entry_for(l, id, &inserted);
+    if (e == NULL) {
+        return;
+    }
+    sc_registry_event_read(e, &st);
+    if (!inserted && (st.flags & SC_EVENT_LIVE) && n->version <= st.version) {
+        atomic_fetch_add_explicit(&l->slot->stale_versions, 1, RELAXED);
+        return; /* already applied */
+    }
+    sc_registry_event_write(e, SC_EVENT_LIVE, n->available_seats,
+                            n->seat_capacity, n->version);
+    publish(l, e, kinds[n->type], id, n->available_seats, n->seat_capacity,
+            n->version, n->ts_ms);
+}
+
+static void
+handle_notify(struct listener *l, const PGnotify *nf)
+{
+    struct sc_notify n;
+    const char *reason = NULL;
+
+    if (strcmp(nf->relname, l->probe_channel) == 0) {
+        l->probe_seen = true;
+        return;
+    }
+    atomic_fetch_add_explicit(&l->slot->notifications, 1, RELAXED);
+    atomic_store_explicit(&l->slot->last_notification_ms, sc_wall_ms(),
+                          RELAXED);
+    if (sc_notify_parse(nf->extra, strlen(nf->extra), &n, &reason) != 0) {
+        atomic_fetch_add_explicit(&l->slot->malformed, 1, RELAXED);
+        sc_log(SC_LOG_WARN, "ignored a malformed notification on \"%s\" "
+               "(%zu bytes): %s", nf->relname, strlen(nf->extra),
+               reason ? reason : "invalid");
+        return;
+    }
+    apply(l, &n);
+}
+
+static void
+drain_notifications(struct listener *l)
+{
+    PGnotify *nf;
+
+    while ((nf = PQnotifies(l->pg)) != NULL) {
+        handle_notify(l, nf);
+        PQfreemem(nf);
+    }
+    wake_workers(l);
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot                                                             */
+
+static int64_t
+field_i64(const PGresult *r, int row, int col, bool *ok)
+{
+    const char *s = PQgetvalue(r, row, col);
+    char *end;
+    long long v;
+
+    if (PQgetisnull(r, row, col)) {
+        *ok = false;
+        return 0;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s) {
+        *ok = false;
+    }
+    return v;
+}
+
+/* Rows of seatcast_seat_state into the registry; changes published. */
+static void
+apply_snapshot(struct listener *l, const PGresult *r)
+{
+    int rows = PQntuples(r), changed = 0, bad = 0;
+
+    for (int i = 0; i < rows; i++) {
+        bool ok = true, inserted;
+        int64_t id = field_i64(r, i, 0, &ok);
+        int64_t avail = field_i64(r, i, 1, &ok);
+        int64_t cap = field_i64(r, i, 2, &ok);
+        int64_t version = field_i64(r, i, 3, &ok);
+        struct sc_event_entry *e;
+        struct sc_event_state st;
+
+        if (!ok || id <= 0 || avail < 0 || cap < 0 || avail > cap ||
+            cap > INT32_MAX || version < 0) {
+            bad++;
+            continue;
+        }
+        e = entry_for(l, id, &inserted);
+        if (e == NULL) {
+            continue;
+        }
+        sc_registry_event_read(e, &st);
+        if (!inserted && (st.flags & SC_EVENT_LIVE) && version <= st.version) {
+            continue;
+        }
+        sc_registry_event_write(e, SC_EVENT_LIVE, (int32_t)avail,
+                                (int32_t)cap, version);
+        if (!inserted) {
+            /* changed while we were away: tell its subscribers */
+            publish(l, e, SC_CHANGE_SEAT_UPDATE, id, (int32_t)avail,
+                    (int32_t)cap, version, 0);
+            changed++;
+        }
+    }
+    if (bad > 0) {
+        sc_log(SC_LOG_WARN, "snapshot: ignored %d rows of "
+               "seatcast_seat_state with impossible values", bad);
+    }
+    atomic_fetch_add_explicit(&l->slot->snapshots, 1, RELAXED);
+    sc_log(SC_LOG_INFO, "snapshot: %d events, %d changed since the last one",
+           rows, changed);
+    wake_workers(l);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection steps                                                     */
+
+static void
+watch(struct listener *l, short what)
+{
+    int fd = PQsocket(l->pg);
+
+    if (l->ev_sock != NULL) {
+        event_free(l->ev_sock);
+        l->ev_sock = NULL;
+    }
+    if (fd < 0) {
+        return;
+    }
+    l->ev_sock = event_new(l->base, fd, what | EV_PERSIST, on_socket, l);
+    if (l->ev_sock != NULL) {
+        event_add(l->ev_sock, NULL);
+    }
+}
+
+static int
+send_step(struct listener *l, enum step step, const char *sql)
+{
+    l->step = step;
+    if (!PQsendQuery(l->pg, sql)) {
+        return -1;
+    }
+    /* non-blocking: the query may still sit in libpq's buffer */
+    if (PQflush(l->pg) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void
+next_step(struct listener *l)
+{
+    char sql[256];
+    char *ident;
+
+    switch (l->step) {
+    case STEP_CONNECT:
+        if (send_step(l, STEP_RECOVERY, "SELECT pg_is_in_recovery()") != 0) {
+            drop_connection(l, PQerrorMessage(l->pg));
+        }
+        return;
+    case STEP_RECOVERY:
+        snprintf(sql, sizeof(sql), "LISTEN %s; NOTIFY %s", l->probe_channel,
+                 l->probe_channel);
+        l->probe_seen = false;
+        l->probe_deadline = sc_mono_ms() + PROBE_TIMEOUT_MS;
+        if (send_step(l, STEP_PROBE, sql) != 0) {
+            drop_connection(l, PQerrorMessage(l->pg));
+        }
+        return;
+    case STEP_PROBE:
+        /* waits in on_socket/on_tick until the probe arrives */
+        return;
+    case STEP_LISTEN:
+        l->step = STEP_SNAPSHOT;
+        if (send_step(l, STEP_SNAPSHOT,
+                      "SELECT event_id, available_seats, seat_capacity, "
+                      "version FROM seatcast_seat_state") != 0) {
+            drop_connection(l, PQerrorMessage(l->pg));
+        }
+        return;
+    case STEP_SNAPSHOT:
+        l->step = STEP_READY;
+        l->backoff_ms = 0;
+        l->first = false;
+        atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
+        atomic_store(&l->slot->connected_since_ms, sc_wall_ms());
+        sc_log(SC_LOG_INFO, "listening for notifications on \"%s\"",
+               l->cfg->channel);
+        drain_notifications(l);
+        return;
+    default:
+        (void)ident;
+        return;
+    }
+}
+
+static void
+probe_done(struct listener *l)
+{
+    char sql[256];
+    char *ident = PQescapeIdentifier(l->pg, l->cfg->channel,
+                                     strlen(l->cfg->channel));
+
+    if (ident == NULL) {
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    snprintf(sql, sizeof(sql), "UNLISTEN %s; LISTEN %s", l->probe_channel,
+             ident);
+    PQfreemem(ident);
+    if (send_step(l, STEP_LISTEN, sql) != 0) {
+        drop_connection(l, PQerrorMessage(l->pg));
+    }
+}
+
+/* One result of the current step; -1 if the connection was dropped. */
+static int
+on_result(struct listener *l, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    char why[512];
+
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        snprintf(why, sizeof(why), "%s", PQresultErrorMessage(r));
+        if (l->step == STEP_SNAPSHOT) {
+            snprintf(why, sizeof(why), "could not read seatcast_seat_state "
+                     "(is sql/notify.sql installed?): %s",
+                     PQresultErrorMessage(r));
+        }
+        drop_connection(l, why);
+        return -1;
+    }
+    if (l->step == STEP_RECOVERY && PQntuples(r) == 1 &&
+        strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+        drop_connection(l, "the server is a standby (pg_is_in_recovery): "
+                           "seatcast needs the primary to LISTEN");
+        return -1;
+    }
+    if (l->step == STEP_SNAPSHOT) {
+        apply_snapshot(l, r);
+    }
+    return 0;
+}
+
+static void
+consume(struct listener *l)
+{
+    PGresult *r;
+
+    if (!PQconsumeInput(l->pg)) {
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    while (l->step != STEP_READY && l->step != STEP_IDLE &&
+           !PQisBusy(l->pg)) {
+        r = PQgetResult(l->pg);
+        if (r == NULL) {
+            /* the step's query is complete */
+            if (l->step == STEP_PROBE) {
+                break;
+            }
+            next_step(l);
+            continue;
+        }
+        int rc = on_result(l, r);
+        PQclear(r);
+        if (rc != 0) {
+            return;
+        }
+    }
+    if (l->step == STEP_PROBE) {
+        PGnotify *nf;
+        while ((nf = PQnotifies(l->pg)) != NULL) {
+            if (strcmp(nf->relname, l->probe_channel) == 0) {
+                l->probe_seen = true;
+            }
+            PQfreemem(nf);
+        }
+        if (l->probe_seen && !PQisBusy(l->pg)) {
+            sc_log(SC_LOG_DEBUG, "notification round trip proven");
+            probe_done(l);
+        }
+        return;
+    }
+    if (l->step == STEP_READY) {
+        drain_notifications(l);
+    }
+}
+
+static void
+continue_connect(struct listener *l)
+{
+    switch (PQconnectPoll(l->pg)) {
+    case PGRES_POLLING_READING:
+        watch(l, EV_READ);
+        return;
+    case PGRES_POLLING_WRITING:
+        watch(l, EV_WRITE);
+        return;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(l->pg, 1) != 0) {
+            drop_connection(l, PQerrorMessage(l->pg));
+            return;
+        }
+        watch(l, EV_READ);
+        sc_log(SC_LOG_INFO, "connected to PostgreSQL %d (%s:%s)",
+               PQserverVersion(l->pg), PQhost(l->pg), PQport(l->pg));
+        next_step(l);
+        return;
+    default:
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+}
+
+static void
+on_socket(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    if (l->step == STEP_CONNECT) {
+        continue_connect(l);
+        return;
+    }
+    if (PQflush(l->pg) < 0) {
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    consume(l);
+}
+
+static void
+start_connect(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *vals[] = {l->cfg->database[0] ? l->cfg->database : NULL,
+                          "seatcast listener", NULL};
+
+    (void)fd;
+    (void)what;
+    if (vals[0] == NULL) {
+        keys[0] = "application_name";
+        vals[0] = "seatcast listener";
+        keys[1] = NULL;
+    }
+    atomic_store(&l->slot->db_state, SC_DB_CONNECTING);
+    l->pg = PQconnectStartParams(keys, vals, 1);
+    if (l->pg == NULL) {
+        drop_connection(l, "out of memory");
+        return;
+    }
+    if (PQstatus(l->pg) == CONNECTION_BAD) {
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    l->step = STEP_CONNECT;
+    continue_connect(l);
+}
+
+static void
+drop_connection(struct listener *l, const char *why)
+{
+    struct timeval tv;
+    char msg[512];
+    size_t n;
+
+    snprintf(msg, sizeof(msg), "%s", why && why[0] ? why : "unknown error");
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = '\0';
+    }
+    if (l->ev_sock != NULL) {
+        event_free(l->ev_sock);
+        l->ev_sock = NULL;
+    }
+    if (l->pg != NULL) {
+        PQfinish(l->pg);
+        l->pg = NULL;
+    }
+    if (atomic_load(&l->slot->db_state) == SC_DB_CONNECTED) {
+        atomic_fetch_add_explicit(&l->slot->reconnects, 1, RELAXED);
+    }
+    atomic_store(&l->slot->db_state, SC_DB_DISCONNECTED);
+    l->step = STEP_IDLE;
+    l->backoff_ms = l->backoff_ms == 0 ? BACKOFF_MIN_MS : l->backoff_ms * 2;
+    if (l->backoff_ms > BACKOFF_MAX_MS) {
+        l->backoff_ms = BACKOFF_MAX_MS;
+    }
+    sc_log(SC_LOG_ERR, "database connection lost or refused: %s; retrying "
+           "in %llu ms", msg, (unsigned long long)l->backoff_ms);
+    tv.tv_sec = (time_t)(l->backoff_ms / 1000);
+    tv.tv_usec = (suseconds_t)(l->backoff_ms % 1000) * 1000;
+    event_add(l->ev_retry, &tv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Process                                                              */
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)fd;
+    (void)what;
+    atomic_store_explicit(&l->slot->heartbeat_ms, sc_mono_ms(), RELAXED);
+    if (l->step == STEP_PROBE && sc_mono_ms() >= l->probe_deadline) {
+        drop_connection(l, "LISTEN/NOTIFY round trip did not complete in "
+                           "5 s: is a transaction-mode pooler between "
+                           "seatcast and PostgreSQL?");
+    }
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct listener *l = arg;
+
+    (void)sig;
+    (void)what;
+    atomic_store(&l->slot->state, SC_STATE_STOPPING);
+    event_base_loopbreak(l->base);
+}
+
 void
 sc_listener_main(const struct sc_child_ctx *ctx)
 {
-    (void)ctx;
+    static struct listener l;
+    struct timeval tick = {0, 250000};
+    uint32_t rnd = 0;
+
+    sc_proc_set_title("seatcast: listener", "sc-listener");
+    sc_log_set_role("listener");
+    memset(&l, 0, sizeof(l));
+    l.ctx = ctx;
+    l.cfg = ctx->cfg;
+    l.reg = ctx->reg;
+    l.slot = sc_registry_listener(ctx->reg);
+    l.first = true;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        rnd = (uint32_t)getpid();
+    }
+    snprintf(l.probe_channel, sizeof(l.probe_channel),
+             "seatcast_probe_%d_%08x", (int)getpid(), rnd);
+    atomic_store(&l.slot->pid, (int32_t)getpid());
+    atomic_store(&l.slot->state, SC_STATE_STARTING);
+    atomic_store(&l.slot->heartbeat_ms, sc_mono_ms());
+    l.base = event_base_new();
+    if (l.base == NULL) {
+        sc_log(SC_LOG_ERR, "could not create the event loop");
+        exit(1);
+    }
+    l.ev_retry = evtimer_new(l.base, start_connect, &l);
+    l.ev_tick = event_new(l.base, -1, EV_PERSIST, on_tick, &l);
+    l.ev_term = evsignal_new(l.base, SIGTERM, on_stop, &l);
+    l.ev_int = evsignal_new(l.base, SIGINT, on_stop, &l);
+    if (l.ev_retry == NULL || l.ev_tick == NULL || l.ev_term == NULL ||
+        l.ev_int == NULL) {
+        sc_log(SC_LOG_ERR, "could not create the listener's events");
+        exit(1);
+    }
+    event_add(l.ev_tick, &tick);
+    event_add(l.ev_term, NULL);
+    event_add(l.ev_int, NULL);
+    signal(SIGHUP, SIG_IGN); /* nothing to reload: conninfo is fixed */
+    atomic_store(&l.slot->state, SC_STATE_RUNNING);
+    start_connect(-1, 0, &l);
+    event_base_dispatch(l.base);
+    if (l.ev_sock != NULL) {
+        event_free(l.ev_sock);
+    }
+    if (l.pg != NULL) {
+        PQfinish(l.pg);
+    }
+    atomic_store(&l.slot->db_state, SC_DB_DISCONNECTED);
+    event_free(l.ev_retry);
+    event_free(l.ev_tick);
+    event_free(l.ev_term);
+    event_free(l.ev_int);
+    event_base_free(l.base);
+    sc_log(SC_LOG_INFO, "listener stopped");
     exit(0);
 }

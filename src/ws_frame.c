@@ -125,7 +125,8 @@ header_byte1(struct sc_ws_parser *p, uint8_t b)
     }
     if (!op_is_control(op)) {
         /* the next frame header comes only after this frame's payload */
-        p->flags = (uint8_t)(fin ? p->flags & ~PF_IN_MSG : p->flags | PF_IN_MSG);
+        p->flags =
+            (uint8_t)(fin ? p->flags & ~PF_IN_MSG : p->flags | PF_IN_MSG);
     }
     p->state = ST_HDR2;
 }
@@ -244,15 +245,13 @@ close_done(struct sc_ws_parser *p, struct sc_ws_event *ev, bool *have_event)
         }
     }
     p->state = ST_CLOSED;
-    event_set(ev, SC_WS_EV_CLOSE, p->ctl + skip, p->ctl_len - skip, true,
-              code);
+    event_set(ev, SC_WS_EV_CLOSE, p->ctl + skip, p->ctl_len - skip, true, code);
     *have_event = true;
 }
 
 /* The control frame is complete in ctl: report it. */
 static void
-control_done(struct sc_ws_parser *p, struct sc_ws_event *ev,
-             bool *have_event)
+control_done(struct sc_ws_parser *p, struct sc_ws_event *ev, bool *have_event)
 {
     p->state = ST_HDR1;
     if (p->opcode == SC_WS_OP_CLOSE) {

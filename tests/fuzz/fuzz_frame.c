@@ -23,16 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_ASSERT(cond)                                                     \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-            abort();                                                          \
-        }                                                                     \
+#define FUZZ_ASSERT(cond)                                                      \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);         \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
-static const uint64_t limits[8] = {0, 1, 16, 125, 126, 1000, 65536,
-                                   UINT64_MAX};
+static const uint64_t limits[8] = {0, 1, 16, 125, 126, 1000, 65536, UINT64_MAX};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -147,8 +146,9 @@ on_event(struct run *r, const struct sc_ws_event *ev, const uint8_t *chunk,
     FUZZ_ASSERT(ev->len <= SC_WS_CONTROL_MAX);
     if (ev->type == SC_WS_EV_CLOSE) {
         FUZZ_ASSERT(ev->len <= SC_WS_CLOSE_REASON_MAX);
-        FUZZ_ASSERT(ev->close_code == 0 ? ev->len == 0
-                                        : sc_ws_close_code_valid(ev->close_code));
+        FUZZ_ASSERT(ev->close_code == 0
+                        ? ev->len == 0
+                        : sc_ws_close_code_valid(ev->close_code));
         FUZZ_ASSERT(ref_utf8(ev->data, ev->len));
         r->closed = true;
     } else {
@@ -235,8 +235,9 @@ static size_t
 to_client(uint8_t *out, const uint8_t *frame, size_t len)
 {
     static const uint8_t key[4] = {0x5c, 0x00, 0xa3, 0x17};
-    size_t hl = (frame[1] & 0x7F) == 127 ? 10 : (frame[1] & 0x7F) == 126 ? 4
-                                                                          : 2;
+    size_t hl = (frame[1] & 0x7F) == 127   ? 10
+                : (frame[1] & 0x7F) == 126 ? 4
+                                           : 2;
 
     memcpy(out, frame, hl);
     out[1] |= 0x80;

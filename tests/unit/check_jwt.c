@@ -177,10 +177,7 @@ tamper_sig(const char *tok, int flip, size_t newlen)
     long n = sc_base64_decode(s, strlen(s), sig, sizeof(sig), true);
 
     ck_assert_int_gt(n, 0);
-    if (flip != 0 || n > 0) {
-        size_t at = flip >= 0 ? (size_t)flip : (size_t)(n + flip);
-        sig[at] ^= 0x01;
-    }
+    sig[flip >= 0 ? (size_t)flip : (size_t)(n + flip)] ^= 0x01;
     if (newlen != 0) {
         if (newlen > (size_t)n) {
             memset(sig + n, 0x5a, newlen - (size_t)n);
@@ -615,8 +612,11 @@ START_TEST(bad_base64url)
               "bad base64url in signature");
     ck_verify(verify(s, splice(buf, tok, d2 + 4, "/")), SC_JWT_EMALFORMED,
               "bad base64url in signature");
-    ck_verify(verify(s, splice(buf, tok, end, "A")), SC_JWT_EMALFORMED,
+    ck_verify(verify(s, splice(buf, tok, end, "AA")), SC_JWT_EMALFORMED,
               "bad base64url in signature");
+    /* one more character is 33 bytes, canonical: only the length is wrong */
+    ck_verify(verify(s, splice(buf, tok, end, "A")), SC_JWT_ESIG,
+              "bad signature length");
     /* the payload is only decoded once the signature holds */
     ck_verify(verify(s, splice(buf, tok, d2, "*")), SC_JWT_ESIG,
               "signature mismatch");
@@ -635,7 +635,7 @@ START_TEST(size_limit)
     static char cl[BIG], big[BIG + 2];
     char tok[BIG];
     long n = 0;
-    size_t pad = 6000, len;
+    size_t pad = 6000, len = 0;
 
     /* grow a claim until the token is as long as allowed, and no longer */
     for (;; pad++) {
@@ -987,7 +987,7 @@ START_TEST(claims_json_strict)
         ck_verify(verify(s, hs256(hdr, bad[i])), SC_JWT_ECLAIM,
                   "claims are not a JSON object");
     }
-    ck_verify(verify(s, hs256n(hdr, strlen(hdr), "{\"sub\":\"u\"}\0x", 14)),
+    ck_verify(verify(s, hs256n(hdr, strlen(hdr), "{\"sub\":\"u\"}\0x", 13)),
               SC_JWT_ECLAIM, "claims are not a JSON object");
     ck_verify(verify(s, hs256(hdr, "{\"sub\":\"a\",\"sub\":\"b\"}")),
               SC_JWT_ECLAIM, "duplicate claim");
@@ -1010,14 +1010,14 @@ START_TEST(many_claims)
     int i;
 
     pos = (size_t)snprintf(cl, sizeof(cl), "{\"sub\":\"u\"");
-    for (i = 0; i < 600; i++) {
+    for (i = 0; i < 300; i++) {
         pos += (size_t)snprintf(cl + pos, sizeof(cl) - pos, ",\"c%d\":%d", i,
                                 i);
     }
     snprintf(cl + pos, sizeof(cl) - pos, "}");
     ck_verify(verify(s, hs256("{\"alg\":\"HS256\"}", cl)), SC_JWT_OK, "ok");
     /* the same with the last name repeated */
-    snprintf(cl + pos, sizeof(cl) - pos, ",\"c599\":0}");
+    snprintf(cl + pos, sizeof(cl) - pos, ",\"c299\":0}");
     ck_verify(verify(s, hs256("{\"alg\":\"HS256\"}", cl)), SC_JWT_ECLAIM,
               "duplicate claim");
     sc_jwt_keys_free(s);
@@ -1215,7 +1215,8 @@ START_TEST(keys_errors)
     keys_refused(sec, 0, NULL, "jwt secret is empty");
     keys_refused(NULL, 0, "", "public key: empty");
     keys_refused(NULL, 0, "hello", "no PEM public key or certificate found");
-    snprintf(cut, sizeof(cut), "%s", jwtv_ec256_pub);
+    memcpy(cut, jwtv_ec256_pub, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = '\0';
     keys_refused(NULL, 0, cut, "no PEM public key or certificate found");
     keys_refused(sec, 5, "-----BEGIN PRIVATE KEY-----\nMIIB\n"
                          "-----END PRIVATE KEY-----\n",
@@ -1270,8 +1271,14 @@ START_TEST(misuse)
     /* no reason pointer is fine; the length, not a NUL, ends the token */
     ck_assert_int_eq(sc_jwt_verify(s, tok, strlen(tok), &o, &claims, NULL),
                      SC_JWT_OK);
-    ck_assert_int_eq(sc_jwt_verify(s, tok, strlen(tok) - 1, &o, &claims, NULL),
-                     SC_JWT_EMALFORMED);
+    {
+        char longer[BIG];
+
+        snprintf(longer, sizeof(longer), "%s.xyz", tok);
+        ck_assert_int_eq(
+            sc_jwt_verify(s, longer, strlen(tok), &o, &claims, NULL),
+            SC_JWT_OK);
+    }
     sc_jwt_claims_fini(&claims);
     sc_jwt_claims_fini(&claims);
     sc_jwt_claims_fini(NULL);

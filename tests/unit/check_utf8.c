@@ -209,8 +209,7 @@ START_TEST(kuhn_table_whole)
     ck_assert_msg(sc_utf8_feed(&u, p, n) == want, "%s", c->name);
     ck_assert_msg(sc_utf8_complete(&u) == c->complete, "%s", c->name);
     ck_assert_msg(sc_utf8_valid(p, n) == c->complete, "%s", c->name);
-    ck_assert_msg(ref_valid(p, n) == c->complete, "%s (reference)",
-                  c->name);
+    ck_assert_msg(ref_valid(p, n) == c->complete, "%s (reference)", c->name);
 }
 END_TEST
 
@@ -240,8 +239,8 @@ START_TEST(kuhn_table_every_split)
         r1 = sc_utf8_feed(&u, p, cut);
         r2 = sc_utf8_feed(&u, p + cut, n - cut);
         /* the first part fails alone iff it holds the bad byte */
-        ck_assert_msg((r1 == SC_UTF8_INVALID) == (c->fail >= 0 &&
-                                                  c->fail < (long)cut),
+        ck_assert_msg((r1 == SC_UTF8_INVALID) ==
+                          (c->fail >= 0 && c->fail < (long)cut),
                       "%s cut %zu", c->name, cut);
         ck_assert_msg((r2 == SC_UTF8_INVALID) == (c->fail >= 0), "%s cut %zu",
                       c->name, cut);
@@ -340,8 +339,7 @@ START_TEST(four_byte_boundaries)
                     b[0] = (uint8_t)b0, b[1] = (uint8_t)b1;
                     b[2] = tail[i], b[3] = tail[j];
                     if (sc_utf8_valid(b, 4) != ref_valid(b, 4)) {
-                        ck_abort_msg("%02X %02X %02X %02X", b0, b1, b[2],
-                                     b[3]);
+                        ck_abort_msg("%02X %02X %02X %02X", b0, b1, b[2], b[3]);
                     }
                 }
             }
@@ -403,8 +401,8 @@ START_TEST(long_text_every_split)
     uint32_t x = 12345;
 
     while (n + 4 <= sizeof(text)) {
-        static const uint32_t sample[] = {'a', 0xE9, 0x20AC, 0x1F600, 0x7F,
-                                          0x10FFFF, 0x800, 0xFFFD};
+        static const uint32_t sample[] = {'a',  0xE9,     0x20AC, 0x1F600,
+                                          0x7F, 0x10FFFF, 0x800,  0xFFFD};
         uint32_t cp;
         size_t len;
         x = x * 1103515245u + 12345u;

@@ -30,11 +30,11 @@
  * Cheap assertion for per-byte paths: ck_assert() records a mark point on
  * every success, which is slow over millions of calls.
  */
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);             \
-        }                                                                     \
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);              \
+        }                                                                      \
     } while (0)
 
 /* ---- a growable byte string ---------------------------------------- */
@@ -94,6 +94,12 @@ struct fspec {
 };
 
 #define MAX_FRAMES 6
+
+/* The common case: a masked frame carrying a string. */
+#define FR(b, d)                                                               \
+    {                                                                          \
+        .b0 = (b), .data = (d)                                                 \
+    }
 
 static void
 naive_mask(uint8_t *p, size_t n, const uint8_t key[4])
@@ -204,8 +210,7 @@ within(const uint8_t *p, size_t n, const void *base, size_t size)
 static void
 log_control(struct run *r, const char *tag, const struct sc_ws_event *ev)
 {
-    CHECK(within(ev->data, ev->len, r->parser.ctl,
-                     sizeof(r->parser.ctl)));
+    CHECK(within(ev->data, ev->len, r->parser.ctl, sizeof(r->parser.ctl)));
     CHECK(ev->len <= SC_WS_CONTROL_MAX);
     bytes_str(&r->log, tag);
     bytes_put(&r->log, ev->data, ev->len);
@@ -281,8 +286,8 @@ run_chunk(struct run *r, const uint8_t *src, size_t n)
     while (off < n && !r->stop) {
         struct sc_ws_event ev;
         bool have;
-        long c = sc_ws_parser_feed(&r->parser, chunk + off, n - off, &ev,
-                                   &have);
+        long c =
+            sc_ws_parser_feed(&r->parser, chunk + off, n - off, &ev, &have);
 
         /* consumed within bounds; all of it unless an event stopped it */
         CHECK(c >= 0 && (size_t)c <= n - off);
@@ -380,8 +385,7 @@ check_frames(const char *name, const struct fspec *f, uint64_t max,
     struct bytes in = {0};
 
     put_frames(&in, f, MAX_FRAMES);
-    check_stream(name, in.p, in.len, max, (const uint8_t *)want,
-                 strlen(want));
+    check_stream(name, in.p, in.len, max, (const uint8_t *)want, strlen(want));
     bytes_free(&in);
 }
 
@@ -390,8 +394,8 @@ check_frames(const char *name, const struct fspec *f, uint64_t max,
 static const uint8_t hello_masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
                                        0x7f, 0x9f, 0x4d, 0x51, 0x58};
 
-#define CHECK_RAW(name, raw, max, want)                                       \
-    check_stream(name, raw, sizeof(raw), max, (const uint8_t *)(want),        \
+#define CHECK_RAW(name, raw, max, want)                                        \
+    check_stream(name, raw, sizeof(raw), max, (const uint8_t *)(want),         \
                  strlen(want))
 
 START_TEST(rfc_single_frame_unmasked)
@@ -420,10 +424,9 @@ END_TEST
 
 START_TEST(rfc_fragmented_masked)
 {
-    static const uint8_t raw[] = {0x01, 0x83, 0x01, 0x02, 0x03, 0x04,
-                                  'H' ^ 1, 'e' ^ 2, 'l' ^ 3, 0x80, 0x82,
-                                  0xf0, 0x0f, 0x00, 0xff, 'l' ^ 0xf0,
-                                  'o' ^ 0x0f};
+    static const uint8_t raw[] = {
+        0x01, 0x83, 0x01, 0x02, 0x03, 0x04, 'H' ^ 1,    'e' ^ 2,   'l' ^ 3,
+        0x80, 0x82, 0xf0, 0x0f, 0x00, 0xff, 'l' ^ 0xf0, 'o' ^ 0x0f};
 
     CHECK_RAW("masked Hel+lo", raw, DEFAULT_MAX, "text:Hello|");
 }
@@ -512,8 +515,8 @@ END_TEST
 
 START_TEST(rfc_all_in_one_stream)
 {
-    struct fspec f[] = {{.b0 = 0x81, .data = "Hello"}, {.b0 = 0x89, .data = "Hello"}, {.b0 = 0x8A, .data = "Hello"},
-                        {.b0 = 0x01, .data = "Hel"},   {.b0 = 0x80, .data = "lo"},    {0}};
+    struct fspec f[] = {FR(0x81, "Hello"), FR(0x89, "Hello"), FR(0x8A, "Hello"),
+                        FR(0x01, "Hel"),   FR(0x80, "lo"),    {0}};
 
     check_frames("5.7 in one stream", f, DEFAULT_MAX,
                  "text:Hello|ping:Hello|pong:Hello|text:Hello|");
@@ -531,54 +534,76 @@ struct spec_case {
 
 static const struct spec_case spec_cases[] = {
     /* 1002: masking */
-    {"unmasked text", 0, "error:1002|", {{.b0 = 0x81, .data = "Hello", .unmasked = true}}},
-    {"unmasked ping", 0, "error:1002|", {{.b0 = 0x89, .data = "Hello", .unmasked = true}}},
+    {"unmasked text",
+     0,
+     "error:1002|",
+     {{.b0 = 0x81, .data = "Hello", .unmasked = true}}},
+    {"unmasked ping",
+     0,
+     "error:1002|",
+     {{.b0 = 0x89, .data = "Hello", .unmasked = true}}},
     {"unmasked after masked",
      0,
      "text:a|error:1002|",
-     {{.b0 = 0x81, .data = "a"}, {.b0 = 0x81, .data = "b", .unmasked = true}}},
+     {FR(0x81, "a"), {.b0 = 0x81, .data = "b", .unmasked = true}}},
     /* 1002: RSV bits */
-    {"rsv1", 0, "error:1002|", {{.b0 = 0xC1, .data = "Hello"}}},
-    {"rsv2", 0, "error:1002|", {{.b0 = 0xA1, .data = "Hello"}}},
-    {"rsv3", 0, "error:1002|", {{.b0 = 0x91, .data = "Hello"}}},
-    {"rsv on continuation", 0, "error:1002|", {{.b0 = 0x01, .data = "He"}, {.b0 = 0xC0, .data = "llo"}}},
-    {"rsv on ping", 0, "error:1002|", {{.b0 = 0xC9, .data = "x"}}},
+    {"rsv1", 0, "error:1002|", {FR(0xC1, "Hello")}},
+    {"rsv2", 0, "error:1002|", {FR(0xA1, "Hello")}},
+    {"rsv3", 0, "error:1002|", {FR(0x91, "Hello")}},
+    {"rsv on continuation",
+     0,
+     "error:1002|",
+     {FR(0x01, "He"), FR(0xC0, "llo")}},
+    {"rsv on ping", 0, "error:1002|", {FR(0xC9, "x")}},
     /* 1002: fragmented or long control frames */
-    {"ping fin=0", 0, "error:1002|", {{.b0 = 0x09, .data = "x"}}},
-    {"pong fin=0", 0, "error:1002|", {{.b0 = 0x0A, .data = ""}}},
-    {"close fin=0", 0, "error:1002|", {{.b0 = 0x08, .data = ""}}},
-    {"ping 126 bytes", 0, "error:1002|", {{.b0 = 0x89, .data = A126}}},
+    {"ping fin=0", 0, "error:1002|", {FR(0x09, "x")}},
+    {"pong fin=0", 0, "error:1002|", {FR(0x0A, "")}},
+    {"close fin=0", 0, "error:1002|", {FR(0x08, "")}},
+    {"ping 126 bytes", 0, "error:1002|", {FR(0x89, A126)}},
     {"close 200 bytes, header only",
      0,
      "error:1002|",
      {{.b0 = 0x88, .data = "", .declare = true, .length = 200}}},
-    {"ping 125 bytes in 16-bit form", 0, "error:1002|",
+    {"ping 125 bytes in 16-bit form",
+     0,
+     "error:1002|",
      {{.b0 = 0x89, .data = A125, .form = 126}}},
     /* 1002: continuation without start, data frame inside a message */
-    {"continuation without start", 0, "error:1002|", {{.b0 = 0x80, .data = "x"}}},
-    {"continuation fin=0 without start", 0, "error:1002|", {{.b0 = 0x00, .data = "x"}}},
+    {"continuation without start", 0, "error:1002|", {FR(0x80, "x")}},
+    {"continuation fin=0 without start", 0, "error:1002|", {FR(0x00, "x")}},
     {"continuation after a complete message",
      0,
      "text:a|error:1002|",
-     {{.b0 = 0x81, .data = "a"}, {.b0 = 0x80, .data = "b"}}},
+     {FR(0x81, "a"), FR(0x80, "b")}},
     {"text inside fragmented message",
      0,
      "error:1002|",
-     {{.b0 = 0x01, .data = "a"}, {.b0 = 0x81, .data = "b"}}},
+     {FR(0x01, "a"), FR(0x81, "b")}},
     {"text fin=0 inside fragmented message",
      0,
      "error:1002|",
-     {{.b0 = 0x01, .data = "a"}, {.b0 = 0x01, .data = "b"}}},
+     {FR(0x01, "a"), FR(0x01, "b")}},
     {"binary inside fragmented message",
      0,
      "error:1002|",
-     {{.b0 = 0x01, .data = "a"}, {.b0 = 0x82, .data = "b"}}},
+     {FR(0x01, "a"), FR(0x82, "b")}},
     /* 1002: non-minimal length, 64-bit top bit */
-    {"16-bit form carrying 5", 0, "error:1002|", {{.b0 = 0x81, .data = "Hello", .form = 126}}},
-    {"16-bit form carrying 125", 0, "error:1002|", {{.b0 = 0x81, .data = A125, .form = 126}}},
-    {"16-bit form carrying 126", 0, "text:" A126 "|",
+    {"16-bit form carrying 5",
+     0,
+     "error:1002|",
+     {{.b0 = 0x81, .data = "Hello", .form = 126}}},
+    {"16-bit form carrying 125",
+     0,
+     "error:1002|",
+     {{.b0 = 0x81, .data = A125, .form = 126}}},
+    {"16-bit form carrying 126",
+     0,
+     "text:" A126 "|",
      {{.b0 = 0x81, .data = A126, .form = 126}}},
-    {"64-bit form carrying 5", 0, "error:1002|", {{.b0 = 0x81, .data = "Hello", .form = 127}}},
+    {"64-bit form carrying 5",
+     0,
+     "error:1002|",
+     {{.b0 = 0x81, .data = "Hello", .form = 127}}},
     {"64-bit form carrying 65535",
      0,
      "error:1002|",
@@ -592,36 +617,56 @@ static const struct spec_case spec_cases[] = {
      "error:1002|",
      {{.b0 = 0x81, .data = "", .declare = true, .length = UINT64_MAX}}},
     /* 1002: close payload */
-    {"close 1-byte payload", 0, "error:1002|", {{.b0 = 0x88, .data = "\x03", .dlen = 1}}},
-    {"close code 0", 0, "error:1002|", {{.b0 = 0x88, .data = "\0\0", .dlen = 2}}},
-    {"close reason invalid UTF-8", 0, "error:1002|", {{.b0 = 0x88, .data = "\x03\xe8\xff"}}},
+    {"close 1-byte payload",
+     0,
+     "error:1002|",
+     {{.b0 = 0x88, .data = "\x03", .dlen = 1}}},
+    {"close code 0",
+     0,
+     "error:1002|",
+     {{.b0 = 0x88, .data = "\0\0", .dlen = 2}}},
+    {"close reason invalid UTF-8",
+     0,
+     "error:1002|",
+     {FR(0x88, "\x03\xe8\xff")}},
     {"close reason surrogate",
      0,
      "error:1002|",
-     {{.b0 = 0x88, .data = "\x03\xe8\xed\xa0\x80"}}},
+     {FR(0x88, "\x03\xe8\xed\xa0\x80")}},
     {"close reason cut sequence",
      0,
      "error:1002|",
-     {{.b0 = 0x88, .data = "\x03\xe8"
-             "ok\xce"}}},
-    {"close reason UTF-8", 0, "close:1000:" KOSME "|",
+     {{.b0 = 0x88,
+       .data = "\x03\xe8"
+               "ok\xce"}}},
+    {"close reason UTF-8",
+     0,
+     "close:1000:" KOSME "|",
      {{.b0 = 0x88, .data = "\x03\xe8" KOSME}}},
-    {"close 123-byte reason", 0, "close:1000:" A123 "|",
+    {"close 123-byte reason",
+     0,
+     "close:1000:" A123 "|",
      {{.b0 = 0x88, .data = "\x03\xe8" A123}}},
-    {"close 124-byte reason", 0, "error:1002|", {{.b0 = 0x88, .data = "\x03\xe8" A123 "a"}}},
+    {"close 124-byte reason",
+     0,
+     "error:1002|",
+     {{.b0 = 0x88, .data = "\x03\xe8" A123 "a"}}},
     /* 1003: binary, refused at the header */
-    {"binary", 0, "error:1003|", {{.b0 = 0x82, .data = "abc"}}},
+    {"binary", 0, "error:1003|", {FR(0x82, "abc")}},
     {"binary, header only",
      0,
      "error:1003|",
      {{.b0 = 0x82, .data = "", .declare = true, .length = 1000}}},
-    {"binary fragment", 0, "error:1003|", {{.b0 = 0x02, .data = "abc"}, {.b0 = 0x80, .data = "def"}}},
-    {"binary after text", 0, "text:ok|error:1003|", {{.b0 = 0x81, .data = "ok"}, {.b0 = 0x82, .data = "x"}}},
+    {"binary fragment", 0, "error:1003|", {FR(0x02, "abc"), FR(0x80, "def")}},
+    {"binary after text",
+     0,
+     "text:ok|error:1003|",
+     {FR(0x81, "ok"), FR(0x82, "x")}},
     /* 1007: UTF-8 across fragments, failing fast */
-    {"text invalid byte", 0, "error:1007|", {{.b0 = 0x81, .data = "\xff"}}},
-    {"text overlong", 0, "error:1007|", {{.b0 = 0x81, .data = "\xc0\xaf"}}},
-    {"text surrogate", 0, "error:1007|", {{.b0 = 0x81, .data = "ok\xed\xa0\x80"}}},
-    {"text above U+10FFFF", 0, "error:1007|", {{.b0 = 0x81, .data = "\xf4\x90\x80\x80"}}},
+    {"text invalid byte", 0, "error:1007|", {FR(0x81, "\xff")}},
+    {"text overlong", 0, "error:1007|", {FR(0x81, "\xc0\xaf")}},
+    {"text surrogate", 0, "error:1007|", {FR(0x81, "ok\xed\xa0\x80")}},
+    {"text above U+10FFFF", 0, "error:1007|", {FR(0x81, "\xf4\x90\x80\x80")}},
     {"bad byte before the rest of the frame",
      0,
      "error:1007|",
@@ -629,34 +674,35 @@ static const struct spec_case spec_cases[] = {
     {"valid across fragments",
      0,
      "text:\xce\xba|",
-     {{.b0 = 0x01, .data = "\xce"}, {.b0 = 0x80, .data = "\xba"}}},
+     {FR(0x01, "\xce"), FR(0x80, "\xba")}},
     {"surrogate across fragments",
      0,
      "error:1007|",
-     {{.b0 = 0x01, .data = "\xed"}, {.b0 = 0x80, .data = "\xa0\x80"}}},
+     {FR(0x01, "\xed"), FR(0x80, "\xa0\x80")}},
     {"overlong across fragments, before the rest",
      0,
      "error:1007|",
-     {{.b0 = 0x01, .data = "a\xe0"}, {.b0 = 0x80, .data = "\x80", .declare = true, .length = 50}}},
-    {"incomplete at the end", 0, "error:1007|", {{.b0 = 0x81, .data = "a\xce"}}},
+     {FR(0x01, "a\xe0"),
+      {.b0 = 0x80, .data = "\x80", .declare = true, .length = 50}}},
+    {"incomplete at the end", 0, "error:1007|", {FR(0x81, "a\xce")}},
     {"incomplete at an empty final fragment",
      0,
      "error:1007|",
-     {{.b0 = 0x01, .data = "a\xe2\x82"}, {.b0 = 0x80, .data = ""}}},
+     {FR(0x01, "a\xe2\x82"), FR(0x80, "")}},
     {"incomplete across a ping",
      0,
      "ping:p|error:1007|",
-     {{.b0 = 0x01, .data = "\xf0\x9f"}, {.b0 = 0x89, .data = "p"}, {.b0 = 0x80, .data = "\x98"}}},
+     {FR(0x01, "\xf0\x9f"), FR(0x89, "p"), FR(0x80, "\x98")}},
     {"4-byte character in 3 fragments and a ping",
      0,
      "ping:p|text:\xf0\x9f\x98\x80|",
-     {{.b0 = 0x01, .data = "\xf0\x9f"}, {.b0 = 0x89, .data = "p"}, {.b0 = 0x00, .data = "\x98"}, {.b0 = 0x80, .data = "\x80"}}},
+     {FR(0x01, "\xf0\x9f"), FR(0x89, "p"), FR(0x00, "\x98"), FR(0x80, "\x80")}},
     /* 1009: from the header, before the payload */
     {"over the limit, header only",
      16,
      "error:1009|",
      {{.b0 = 0x81, .data = "", .declare = true, .length = 17}}},
-    {"at the limit", 16, "text:" A16 "|", {{.b0 = 0x81, .data = A16}}},
+    {"at the limit", 16, "text:" A16 "|", {FR(0x81, A16)}},
     {"over the limit, 16-bit form",
      200,
      "error:1009|",
@@ -668,52 +714,58 @@ static const struct spec_case spec_cases[] = {
     {"sum of fragments over the limit",
      10,
      "error:1009|",
-     {{.b0 = 0x01, .data = "hello"}, {.b0 = 0x80, .data = "", .declare = true, .length = 6}}},
+     {FR(0x01, "hello"),
+      {.b0 = 0x80, .data = "", .declare = true, .length = 6}}},
     {"sum of fragments at the limit",
      10,
      "text:helloworld|",
-     {{.b0 = 0x01, .data = "hello"}, {.b0 = 0x80, .data = "world"}}},
+     {FR(0x01, "hello"), FR(0x80, "world")}},
     {"control frames do not count",
      5,
      "ping:pingpayload|text:hello|",
-     {{.b0 = 0x01, .data = "hel"}, {.b0 = 0x89, .data = "pingpayload"}, {.b0 = 0x80, .data = "lo"}}},
+     {FR(0x01, "hel"), FR(0x89, "pingpayload"), FR(0x80, "lo")}},
     {"the limit is per message",
      5,
      "text:hello|text:world|",
-     {{.b0 = 0x81, .data = "hello"}, {.b0 = 0x81, .data = "world"}}},
+     {FR(0x81, "hello"), FR(0x81, "world")}},
     /* ping: the payload to echo */
-    {"ping payload", 0, "ping:Hello|", {{.b0 = 0x89, .data = "Hello"}}},
-    {"empty ping", 0, "ping:|", {{.b0 = 0x89, .data = ""}}},
-    {"ping 125 bytes", 0, "ping:" A125 "|", {{.b0 = 0x89, .data = A125}}},
-    {"pong", 0, "pong:Hello|", {{.b0 = 0x8A, .data = "Hello"}}},
+    {"ping payload", 0, "ping:Hello|", {FR(0x89, "Hello")}},
+    {"empty ping", 0, "ping:|", {FR(0x89, "")}},
+    {"ping 125 bytes", 0, "ping:" A125 "|", {FR(0x89, A125)}},
+    {"pong", 0, "pong:Hello|", {FR(0x8A, "Hello")}},
     /* control frames between fragments */
     {"ping and pong between fragments",
      0,
      "ping:p|pong:q|text:Hello|",
-     {{.b0 = 0x01, .data = "Hel"}, {.b0 = 0x89, .data = "p"}, {.b0 = 0x00, .data = "l"}, {.b0 = 0x8A, .data = "q"}, {.b0 = 0x80, .data = "o"}}},
+     {FR(0x01, "Hel"), FR(0x89, "p"), FR(0x00, "l"), FR(0x8A, "q"),
+      FR(0x80, "o")}},
     {"close between fragments",
      0,
      "close:1000:|",
-     {{.b0 = 0x01, .data = "Hel"}, {.b0 = 0x88, .data = "\x03\xe8"}, {.b0 = 0x80, .data = "lo"}}},
+     {FR(0x01, "Hel"), FR(0x88, "\x03\xe8"), FR(0x80, "lo")}},
     /* close */
-    {"empty close: code 0", 0, "close:0:|", {{.b0 = 0x88, .data = ""}}},
+    {"empty close: code 0", 0, "close:0:|", {FR(0x88, "")}},
     {"close with reason",
      0,
      "close:1000:bye|",
-     {{.b0 = 0x88, .data = "\x03\xe8"
-             "bye"}}},
+     {{.b0 = 0x88,
+       .data = "\x03\xe8"
+               "bye"}}},
     {"input after close is discarded",
      0,
      "close:1001:|",
-     {{.b0 = 0x88, .data = "\x03\xe9"}, {.b0 = 0x81, .data = "Hello"}, {.b0 = 0x82, .data = "x"}, {.b0 = 0xFF, .data = "x"}}},
+     {FR(0x88, "\x03\xe9"), FR(0x81, "Hello"), FR(0x82, "x"), FR(0xFF, "x")}},
     /* empty messages */
-    {"empty text", 0, "text:|", {{.b0 = 0x81, .data = ""}}},
-    {"empty fragments", 0, "text:|", {{.b0 = 0x01, .data = ""}, {.b0 = 0x00, .data = ""}, {.b0 = 0x80, .data = ""}}},
-    {"empty then text", 0, "text:|text:a|", {{.b0 = 0x81, .data = ""}, {.b0 = 0x81, .data = "a"}}},
+    {"empty text", 0, "text:|", {FR(0x81, "")}},
+    {"empty fragments",
+     0,
+     "text:|",
+     {FR(0x01, ""), FR(0x00, ""), FR(0x80, "")}},
+    {"empty then text", 0, "text:|text:a|", {FR(0x81, ""), FR(0x81, "a")}},
     {"text with empty fragments",
      0,
      "text:ab|",
-     {{.b0 = 0x01, .data = ""}, {.b0 = 0x00, .data = "a"}, {.b0 = 0x00, .data = ""}, {.b0 = 0x80, .data = "b"}}},
+     {FR(0x01, ""), FR(0x00, "a"), FR(0x00, ""), FR(0x80, "b")}},
 };
 
 #define NSPEC (sizeof(spec_cases) / sizeof(spec_cases[0]))
@@ -744,13 +796,12 @@ static const struct {
     uint16_t code;
     bool valid;
 } close_codes[] = {
-    {0, false},    {1, false},     {999, false},  {1000, true},
-    {1001, true},  {1002, true},   {1003, true},  {1004, false},
-    {1005, false}, {1006, false},  {1007, true},  {1008, true},
-    {1009, true},  {1010, true},   {1011, true},  {1012, false},
-    {1013, false}, {1014, false},  {1015, false}, {1016, false},
-    {2000, false}, {2999, false},  {3000, true},  {3999, true},
-    {4000, true},  {4999, true},   {5000, false}, {65535, false},
+    {0, false},    {1, false},    {999, false},   {1000, true},  {1001, true},
+    {1002, true},  {1003, true},  {1004, false},  {1005, false}, {1006, false},
+    {1007, true},  {1008, true},  {1009, true},   {1010, true},  {1011, true},
+    {1012, false}, {1013, false}, {1014, false},  {1015, false}, {1016, false},
+    {2000, false}, {2999, false}, {3000, true},   {3999, true},  {4000, true},
+    {4999, true},  {5000, false}, {65535, false},
 };
 
 START_TEST(close_code_validation)
@@ -781,40 +832,72 @@ struct fast_case {
 };
 
 static const struct fast_case fast_cases[] = {
-    {"RSV bit", 0, 1002, 0, {{.b0 = 0xC1, .data = "x"}}},
+    {"RSV bit", 0, 1002, 0, {FR(0xC1, "x")}},
     {"unmasked", 0, 1002, 1, {{.b0 = 0x81, .data = "x", .unmasked = true}}},
-    {"ping 126 bytes", 0, 1002, 1, {{.b0 = 0x89, .data = "", .declare = true, .length = 126}}},
-    {"64-bit top bit", UINT64_MAX, 1002, 2,
+    {"ping 126 bytes",
+     0,
+     1002,
+     1,
+     {{.b0 = 0x89, .data = "", .declare = true, .length = 126}}},
+    {"64-bit top bit",
+     UINT64_MAX,
+     1002,
+     2,
      {{.b0 = 0x81, .data = "", .declare = true, .length = 1ull << 63}}},
-    {"16-bit non-minimal", 0, 1002, 3, {{.b0 = 0x81, .data = "Hello", .form = 126}}},
-    {"64-bit non-minimal", 0, 1002, 9, {{.b0 = 0x81, .data = "Hello", .form = 127}}},
+    {"16-bit non-minimal",
+     0,
+     1002,
+     3,
+     {{.b0 = 0x81, .data = "Hello", .form = 126}}},
+    {"64-bit non-minimal",
+     0,
+     1002,
+     9,
+     {{.b0 = 0x81, .data = "Hello", .form = 127}}},
     {"1-byte close", 0, 1002, 6, {{.b0 = 0x88, .data = "\x03", .dlen = 1}}},
-    {"bad close code", 0, 1002, 7, {{.b0 = 0x88, .data = "\x03\xed"}}},
-    {"binary", 0, 1003, 0, {{.b0 = 0x82, .data = "", .declare = true, .length = 1000}}},
-    {"bad byte in a frame", 0, 1007, 8,
+    {"bad close code", 0, 1002, 7, {FR(0x88, "\x03\xed")}},
+    {"binary",
+     0,
+     1003,
+     0,
+     {{.b0 = 0x82, .data = "", .declare = true, .length = 1000}}},
+    {"bad byte in a frame",
+     0,
+     1007,
+     8,
      {{.b0 = 0x81, .data = "ab\xc0", .declare = true, .length = 100}}},
     {"surrogate across fragments",
      0,
      1007,
      13,
-     {{.b0 = 0x01, .data = "\xed"}, {.b0 = 0x80, .data = "\xa0\x80"}}},
-    {"incomplete at the end", 0, 1007, 7, {{.b0 = 0x81, .data = "a\xce"}}},
+     {FR(0x01, "\xed"), FR(0x80, "\xa0\x80")}},
+    {"incomplete at the end", 0, 1007, 7, {FR(0x81, "a\xce")}},
     {"incomplete at an empty final fragment",
      0,
      1007,
      14,
-     {{.b0 = 0x01, .data = "a\xe2\x82"}, {.b0 = 0x80, .data = ""}}},
-    {"too big, 7-bit", 16, 1009, 1,
+     {FR(0x01, "a\xe2\x82"), FR(0x80, "")}},
+    {"too big, 7-bit",
+     16,
+     1009,
+     1,
      {{.b0 = 0x81, .data = "", .declare = true, .length = 17}}},
-    {"too big, 16-bit", 200, 1009, 3,
+    {"too big, 16-bit",
+     200,
+     1009,
+     3,
      {{.b0 = 0x81, .data = "", .declare = true, .length = 300}}},
-    {"too big, 64-bit", 0, 1009, 9,
+    {"too big, 64-bit",
+     0,
+     1009,
+     9,
      {{.b0 = 0x81, .data = "", .declare = true, .length = 1ull << 40}}},
     {"too big, second fragment",
      10,
      1009,
      12,
-     {{.b0 = 0x01, .data = "hello"}, {.b0 = 0x80, .data = "", .declare = true, .length = 6}}},
+     {FR(0x01, "hello"),
+      {.b0 = 0x80, .data = "", .declare = true, .length = 6}}},
 };
 
 #define NFAST (sizeof(fast_cases) / sizeof(fast_cases[0]))
@@ -839,7 +922,8 @@ START_TEST(fail_fast_position)
 }
 END_TEST
 
-/* ---- events per call ------------------------------------------------------ */
+/* ---- events per call ------------------------------------------------------
+ */
 
 /* One feed call on a private copy; returns consumed. */
 static long
@@ -879,8 +963,8 @@ END_TEST
 
 START_TEST(several_frames_in_one_read)
 {
-    struct fspec f[] = {{.b0 = 0x81, .data = "ab"}, {.b0 = 0x89, .data = "p"}, {.b0 = 0x01, .data = ""}, {.b0 = 0x80, .data = ""},
-                        {.b0 = 0x81, .data = "c"},  {0}};
+    struct fspec f[] = {FR(0x81, "ab"), FR(0x89, "p"), FR(0x01, ""),
+                        FR(0x80, ""),   FR(0x81, "c"), {0}};
     static const struct {
         enum sc_ws_event_type type;
         const char *data;
@@ -934,9 +1018,10 @@ END_TEST
 
 START_TEST(close_event_fields)
 {
-    struct fspec f[] = {{.b0 = 0x88, .data = "\x0b\xb8"
-                               "reason"},
-                        {.b0 = 0x81, .data = "ignored"},
+    struct fspec f[] = {{.b0 = 0x88,
+                         .data = "\x0b\xb8"
+                                 "reason"},
+                        FR(0x81, "ignored"),
                         {0}};
     struct bytes in = {0};
     struct sc_ws_parser p;
@@ -1038,8 +1123,8 @@ static const struct {
 START_TEST(header_minimal_lengths)
 {
     uint8_t out[SC_WS_HEADER_MAX];
-    size_t n = sc_ws_frame_header(out, SC_WS_OP_TEXT, true,
-                                  header_cases[_i].len);
+    size_t n =
+        sc_ws_frame_header(out, SC_WS_OP_TEXT, true, header_cases[_i].len);
 
     ck_assert_uint_eq(n, header_cases[_i].size);
     ck_assert_mem_eq(out, header_cases[_i].hdr, n);
@@ -1155,8 +1240,8 @@ START_TEST(round_trip)
     long len;
 
     ck_assert_ptr_nonnull(frame);
-    len = sc_ws_frame_encode(frame, n + SC_WS_HEADER_MAX, SC_WS_OP_TEXT, text,
-                             n);
+    len =
+        sc_ws_frame_encode(frame, n + SC_WS_HEADER_MAX, SC_WS_OP_TEXT, text, n);
     ck_assert_int_eq(len, (long)(n + (n < 126 ? 2 : n < 65536 ? 4 : 10)));
     to_client(&in, frame, (size_t)len);
     bytes_str(&want, "text:");
@@ -1185,8 +1270,7 @@ START_TEST(round_trip_close)
     long len;
     static const char want[] = "close:1001:Server shutting down|";
 
-    len = sc_ws_close_frame(frame, sizeof(frame), 1001,
-                            "Server shutting down");
+    len = sc_ws_close_frame(frame, sizeof(frame), 1001, "Server shutting down");
     ck_assert_int_gt(len, 0);
     to_client(&in, frame, (size_t)len);
     check_stream("close round trip", in.p, in.len, DEFAULT_MAX,
