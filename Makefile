@@ -48,12 +48,12 @@ HEADERS   = $(wildcard include/*.h shm/*.h)
 DEB_BUILD = gcc make pkg-config libevent-dev libssl-dev libcjson-dev \
             libpq-dev check
 DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
-            nginx-light mandoc nodejs npm clang libclang-rt-14-dev valgrind \
+            nginx-light mandoc clang libclang-rt-14-dev valgrind \
             procps
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all check unit integration install clean deps demo check-headers \
-        node-deps asan-check fuzz
+        node-deps fuzz fuzz-run fuzz-long unit unit-bins
 
 all: $(BUILD)/seatcast
 
@@ -82,8 +82,10 @@ $(BUILD)/tests/check_%: tests/unit/check_%.c $(BUILD)/libseatcast.a \
 # make check: the README's test command.  Units, then the integration
 # suite against real PostgreSQL, nginx and third-party clients.
 check: deps
-	$(MAKE) all unit-bins
+	$(MAKE) all unit-bins check-headers
 	$(MAKE) unit
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=address,undefined unit
+	$(MAKE) fuzz-run
 	$(MAKE) integration
 
 unit-bins: $(UNIT_BIN)
@@ -112,6 +114,9 @@ deps:
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 	        grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	    echo "deps: installing Debian packages:$$missing"; \
 	    SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -168,3 +173,8 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
+
+# make demo: a throwaway database under run/ and the server on :3000
+demo: deps
+	$(MAKE) all node-deps
+	@etc/demo/demo.sh

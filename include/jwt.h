@@ -103,9 +103,9 @@ void sc_jwt_keys_free(struct sc_jwt_keys *keys);
  * (sc_jwt_claims_fini() is harmless); on success the caller owns
  * out->events.  Any process; cost is one HMAC or public-key verify.
  */
-int sc_jwt_verify(const struct sc_jwt_keys *keys, const char *token,
-                  size_t len, const struct sc_jwt_opts *opts,
-                  struct sc_jwt_claims *out, const char **reason);
+int sc_jwt_verify(const struct sc_jwt_keys *keys, const char *token, size_t len,
+                  const struct sc_jwt_opts *opts, struct sc_jwt_claims *out,
+                  const char **reason);
 
 /* Frees out->events and clears the claims.  NULL-safe, idempotent. */
 void sc_jwt_claims_fini(struct sc_jwt_claims *claims);

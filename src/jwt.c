@@ -396,7 +396,8 @@ jwt_split(struct jwt_ctx *c, const char *token, size_t len)
         return jwt_fail(c, SC_JWT_EMALFORMED, "token too long");
     }
     d1 = memchr(token, '.', len);
-    d2 = d1 == NULL ? NULL : memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
+    d2 =
+        d1 == NULL ? NULL : memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
     if (d2 == NULL ||
         memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL) {
         return jwt_fail(c, SC_JWT_EMALFORMED, "not three parts");
@@ -774,7 +775,8 @@ jwt_read_user(const cJSON *cl, char *user, const char **why)
     size_t n = sizeof(jwt_user_names) / sizeof(jwt_user_names[0]);
 
     for (size_t i = 0; i < n; i++) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(cl, jwt_user_names[i]);
+        const cJSON *it =
+            cJSON_GetObjectItemCaseSensitive(cl, jwt_user_names[i]);
 
         if (it == NULL || cJSON_IsNull(it)) {
             continue;
@@ -1013,8 +1015,8 @@ sc_jwt_claims_allows_event(const struct sc_jwt_claims *claims,
     if (claims->nevents == 0) {
         return false;
     }
-    return bsearch(&event_id, claims->events, claims->nevents,
-                   sizeof(event_id), jwt_cmp_u64) != NULL;
+    return bsearch(&event_id, claims->events, claims->nevents, sizeof(event_id),
+                   jwt_cmp_u64) != NULL;
 }
 
 /*
@@ -1078,8 +1080,8 @@ sc_jwt_sign_hs256(const uint8_t *secret, size_t secret_len,
     }
     out[0] = '\0';
     /* refuse to mint what sc_jwt_verify() would refuse to read */
-    rc = jwt_parse_object((const uint8_t *)claims_json, strlen(claims_json),
-                          -1, "", "", &cl, &why);
+    rc = jwt_parse_object((const uint8_t *)claims_json, strlen(claims_json), -1,
+                          "", "", &cl, &why);
     cJSON_Delete(cl);
     if (rc == 0) {
         rc = jwt_append_b64((const uint8_t *)header, strlen(header), out, cap,

@@ -86,8 +86,7 @@ fuzz_verify(const struct sc_jwt_keys *k, const char *tok, size_t len,
 
 /* Signs the claims; a token we made must always pass its signature. */
 static void
-fuzz_sign_verify(const uint8_t *data, size_t size,
-                 const struct sc_jwt_opts *o)
+fuzz_sign_verify(const uint8_t *data, size_t size, const struct sc_jwt_opts *o)
 {
     char *cl = malloc(size + 1);
     char tok[SC_JWT_MAX_TOKEN + 1];
@@ -99,8 +98,8 @@ fuzz_sign_verify(const uint8_t *data, size_t size,
     }
     memcpy(cl, data, size);
     cl[size] = '\0';
-    n = sc_jwt_sign_hs256((const uint8_t *)jwtv_secret, strlen(jwtv_secret),
-                          cl, tok, sizeof(tok));
+    n = sc_jwt_sign_hs256((const uint8_t *)jwtv_secret, strlen(jwtv_secret), cl,
+                          tok, sizeof(tok));
     free(cl);
     if (n < 0) {
         return;

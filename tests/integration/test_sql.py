@@ -126,20 +126,28 @@ class Db:
         return Listener(self.cluster, self.name)
 
 
-class Listener:
-    """A psql session that LISTENs and is polled with marker queries."""
+class Session:
+    """An open psql session fed on a pipe, polled with marker queries.
 
-    def __init__(self, cluster, db, channel="seatcast"):
+    Notifications psql prints are collected in .payloads; other output in
+    .output.
+    """
+
+    def __init__(self, cluster, db):
         self.proc = subprocess.Popen(
             cluster.psql_argv(db), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             bufsize=1)
         self.lines = queue.Queue()
         self.payloads = []
+        self.output = []
         self.marks = 0
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self._send("LISTEN %s;" % channel)
+
+    def send(self, sql):
+        """Sends sql and waits until the session has run it."""
+        self._send(sql)
         self.sync()
 
     def _read(self):
@@ -165,7 +173,29 @@ class Listener:
             if line == mark:
                 return
             notes = parse_notifications(line)
-            self.payloads += [p for _, p, _ in notes]
+            if notes:
+                self.payloads += [p for _, p, _ in notes]
+            else:
+                self.output.append(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Listener(Session):
+    """A session that LISTENs on the channel."""
+
+    def __init__(self, cluster, db, channel="seatcast"):
+        super().__init__(cluster, db)
+        self.send("LISTEN %s;" % channel)
 
     def wait_for(self, count, timeout=10.0):
         """Polls until count payloads arrived; returns them all."""
@@ -179,17 +209,6 @@ class Listener:
         self.sync()
         self.sync()
         return self.payloads
-
-    def close(self):
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def assert_seat_payload(p, kind, event_id, available, capacity, version):
@@ -427,6 +446,46 @@ def test_concurrent_bookings_never_overbook(db):
                                 p["version"])
     finally:
         listener.close()
+
+
+def poll(cond, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)
+
+
+def test_last_seat_race_waits_and_refuses(db):
+    """B waits on A's row lock for the last seat, then is refused cleanly.
+
+    Under READ COMMITTED, B's UPDATE re-checks available_seats against the
+    row A committed; a check made against B's own snapshot would instead
+    book a seat that is gone (or trip the CHECK constraint).
+    """
+    e = db.event(1)
+    a = Session(db.cluster, db.name)
+    try:
+        a.send("BEGIN;")
+        a.send("INSERT INTO bookings (event_id, user_id) VALUES (%d, 1);" % e)
+        b = subprocess.Popen(
+            db.cluster.psql_argv(db.name), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        b.stdin.write("INSERT INTO bookings (event_id, user_id) "
+                      "VALUES (%d, 2);\n" % e)
+        b.stdin.close()
+        poll(lambda: db.value("SELECT count(*) FROM pg_locks "
+                              "WHERE NOT granted") != "0",
+             what="the second booking to wait for the row lock")
+        assert b.poll() is None
+        a.send("COMMIT;")
+        b.wait(timeout=10)
+        err = b.stderr.read()
+        assert b.returncode != 0
+        assert ("not enough seats for event %d: 1 requested, 0 available" % e
+                in err), err
+        assert db.seats(e) == (0, 1, 1)
+    finally:
+        a.close()
 
 
 def test_concurrent_mixed_sizes_and_cancels(db):

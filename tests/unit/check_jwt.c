@@ -29,12 +29,12 @@ static const char *reason;
 static struct sc_jwt_claims claims;
 
 /* Asserts a verify result and its reason, at the caller's line. */
-#define ck_verify(expr, want_rc, want_why)                                    \
-    do {                                                                      \
-        int got_ = (expr);                                                    \
-        ck_assert_msg(got_ == (want_rc), "rc %d, want %d (%s)", got_,         \
-                      (int)(want_rc), reason);                                \
-        ck_assert_str_eq(reason, (want_why));                                 \
+#define ck_verify(expr, want_rc, want_why)                                     \
+    do {                                                                       \
+        int got_ = (expr);                                                     \
+        ck_assert_msg(got_ == (want_rc), "rc %d, want %d (%s)", got_,          \
+                      (int)(want_rc), reason);                                 \
+        ck_assert_str_eq(reason, (want_why));                                  \
     } while (0)
 
 static void
@@ -197,8 +197,8 @@ tamper_sig(const char *tok, int flip, size_t newlen)
 START_TEST(rfc7515_a1_hs256)
 {
     uint8_t secret[64];
-    long n = sc_base64_decode(jwtv_rfc_a1_key, strlen(jwtv_rfc_a1_key),
-                              secret, sizeof(secret), true);
+    long n = sc_base64_decode(jwtv_rfc_a1_key, strlen(jwtv_rfc_a1_key), secret,
+                              sizeof(secret), true);
     struct sc_jwt_keys *k;
     const char *tok = vec("rfc_a1");
 
@@ -206,12 +206,12 @@ START_TEST(rfc7515_a1_hs256)
     k = sc_jwt_keys_new(secret, (size_t)n, NULL, 0, NULL, 0);
     ck_assert_ptr_nonnull(k);
     /* the signature holds; the example simply has no user claim */
-    ck_verify(verify_opts(k, tok, 1300819379, 0, "joe", NULL),
-              SC_JWT_ENOUSER, "no user claim");
+    ck_verify(verify_opts(k, tok, 1300819379, 0, "joe", NULL), SC_JWT_ENOUSER,
+              "no user claim");
     ck_verify(verify_opts(k, tok, 1300819380, 0, NULL, NULL), SC_JWT_EEXPIRED,
               "expired");
-    ck_verify(verify_opts(k, tok, 1300819379, 0, "bob", NULL),
-              SC_JWT_EISSUER, "issuer mismatch");
+    ck_verify(verify_opts(k, tok, 1300819379, 0, "bob", NULL), SC_JWT_EISSUER,
+              "issuer mismatch");
     ck_verify(verify_opts(k, tamper_sig(tok, 0, 0), 1300819379, 0, NULL, NULL),
               SC_JWT_ESIG, "signature mismatch");
     sc_jwt_keys_free(k);
@@ -225,8 +225,7 @@ START_TEST(rfc7515_a2_rs256)
 
     ck_verify(verify_opts(k, tok, 1300819379, 0, NULL, NULL), SC_JWT_ENOUSER,
               "no user claim");
-    ck_verify(verify_opts(k, tamper_sig(tok, -1, 0), 1300819379, 0, NULL,
-                          NULL),
+    ck_verify(verify_opts(k, tamper_sig(tok, -1, 0), 1300819379, 0, NULL, NULL),
               SC_JWT_ESIG, "signature mismatch");
     sc_jwt_keys_free(k);
 }
@@ -242,8 +241,7 @@ START_TEST(rfc7515_a3_es256)
     /* flip a byte of r, then of s */
     ck_verify(verify_opts(k, tamper_sig(tok, 5, 0), 1300819379, 0, NULL, NULL),
               SC_JWT_ESIG, "signature mismatch");
-    ck_verify(verify_opts(k, tamper_sig(tok, 40, 0), 1300819379, 0, NULL,
-                          NULL),
+    ck_verify(verify_opts(k, tamper_sig(tok, 40, 0), 1300819379, 0, NULL, NULL),
               SC_JWT_ESIG, "signature mismatch");
     sc_jwt_keys_free(k);
 }
@@ -261,14 +259,22 @@ struct ext_case {
 };
 
 static const struct ext_case ext_cases[] = {
-    {"ossl_hs256", K_SECRET, "user-ossl"}, {"ossl_hs384", K_SECRET, "user-ossl"},
-    {"ossl_hs512", K_SECRET, "user-ossl"}, {"ossl_rs256", K_RSA, "user-ossl"},
-    {"ossl_rs384", K_RSA, "user-ossl"},    {"ossl_rs512", K_RSA, "user-ossl"},
-    {"ossl_es256", K_EC256, "user-ossl"},  {"ossl_es384", K_EC384, "user-ossl"},
-    {"node_hs256", K_SECRET, "user-node"}, {"node_hs384", K_SECRET, "user-node"},
-    {"node_hs512", K_SECRET, "user-node"}, {"node_rs256", K_RSA, "user-node"},
-    {"node_rs384", K_RSA, "user-node"},    {"node_rs512", K_RSA, "user-node"},
-    {"node_es256", K_EC256, "user-node"},  {"node_es384", K_EC384, "user-node"},
+    {"ossl_hs256", K_SECRET, "user-ossl"},
+    {"ossl_hs384", K_SECRET, "user-ossl"},
+    {"ossl_hs512", K_SECRET, "user-ossl"},
+    {"ossl_rs256", K_RSA, "user-ossl"},
+    {"ossl_rs384", K_RSA, "user-ossl"},
+    {"ossl_rs512", K_RSA, "user-ossl"},
+    {"ossl_es256", K_EC256, "user-ossl"},
+    {"ossl_es384", K_EC384, "user-ossl"},
+    {"node_hs256", K_SECRET, "user-node"},
+    {"node_hs384", K_SECRET, "user-node"},
+    {"node_hs512", K_SECRET, "user-node"},
+    {"node_rs256", K_RSA, "user-node"},
+    {"node_rs384", K_RSA, "user-node"},
+    {"node_rs512", K_RSA, "user-node"},
+    {"node_es256", K_EC256, "user-node"},
+    {"node_es384", K_EC384, "user-node"},
 };
 #define N_EXT ((int)(sizeof(ext_cases) / sizeof(ext_cases[0])))
 
@@ -357,8 +363,8 @@ START_TEST(claims_swapped)
 {
     const struct ext_case *e = &ext_cases[_i];
     struct sc_jwt_keys *k = keys_of_kind(e->kind, false);
-    const char *tok = replace_part(vec(e->name), 1,
-                                   "{\"sub\":\"admin\",\"exp\":4102444800}");
+    const char *tok =
+        replace_part(vec(e->name), 1, "{\"sub\":\"admin\",\"exp\":4102444800}");
 
     ck_verify(verify(k, tok), SC_JWT_ESIG, "signature mismatch");
     sc_jwt_keys_free(k);
@@ -378,8 +384,8 @@ END_TEST
 START_TEST(wrong_key_of_right_kind)
 {
     struct sc_jwt_keys *k = keys(false, jwtv_rsa_other_pub);
-    struct sc_jwt_keys *s = sc_jwt_keys_new((const uint8_t *)"other", 5, NULL,
-                                            0, NULL, 0);
+    struct sc_jwt_keys *s =
+        sc_jwt_keys_new((const uint8_t *)"other", 5, NULL, 0, NULL, 0);
 
     ck_verify(verify(k, vec("node_rs256")), SC_JWT_ESIG, "signature mismatch");
     ck_verify(verify(s, vec("node_hs256")), SC_JWT_ESIG, "signature mismatch");
@@ -423,9 +429,8 @@ START_TEST(key_confusion_refused)
 {
     struct sc_jwt_keys *r = keys(false, jwtv_rsa_pub);
     struct sc_jwt_keys *both = keys(true, jwtv_rsa_pub);
-    struct sc_jwt_keys *pem_as_secret =
-        sc_jwt_keys_new((const uint8_t *)jwtv_rsa_pub, strlen(jwtv_rsa_pub),
-                        NULL, 0, NULL, 0);
+    struct sc_jwt_keys *pem_as_secret = sc_jwt_keys_new(
+        (const uint8_t *)jwtv_rsa_pub, strlen(jwtv_rsa_pub), NULL, 0, NULL, 0);
 
     /* the vector really is a valid MAC keyed by the PEM bytes */
     ck_verify(verify(pem_as_secret, vec("ossl_confusion")), SC_JWT_OK, "ok");
@@ -468,8 +473,8 @@ START_TEST(unknown_algs)
 {
     struct sc_jwt_keys *s = keys(true, jwtv_rsa_pub);
     static const char *const hdrs[] = {
-        "{\"alg\":\"hs256\"}", "{\"alg\":\"HS1\"}",   "{\"alg\":\"EdDSA\"}",
-        "{\"alg\":\"\"}",      "{\"alg\":\"HS256 \"}", "{\"alg\":\"PS256\"}",
+        "{\"alg\":\"hs256\"}", "{\"alg\":\"HS1\"}",     "{\"alg\":\"EdDSA\"}",
+        "{\"alg\":\"\"}",      "{\"alg\":\"HS256 \"}",  "{\"alg\":\"PS256\"}",
         "{\"alg\":\"ES512\"}", "{\"alg\":\"RSA-OAEP\"}"};
     const char *cl = "{\"sub\":\"u\"}";
 
@@ -563,8 +568,15 @@ START_TEST(structure)
     const char *good = vec("node_hs256");
     char buf[BIG];
     static const char *const bad[] = {
-        "",       ".",     "..",     "...",     "a.b",
-        "a.b.c.d", "abc",  "eyJhbGciOiJIUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiJ9..",
+        "",
+        ".",
+        "..",
+        "...",
+        "a.b",
+        "a.b.c.d",
+        "abc",
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+        "eyJhbGciOiJIUzI1NiJ9..",
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -641,8 +653,8 @@ START_TEST(size_limit)
     for (;; pad++) {
         snprintf(cl, sizeof(cl), "{\"sub\":\"u\",\"pad\":\"%0*d\"}", (int)pad,
                  0);
-        n = sc_jwt_sign_hs256((const uint8_t *)jwtv_secret,
-                              strlen(jwtv_secret), cl, tok, sizeof(tok));
+        n = sc_jwt_sign_hs256((const uint8_t *)jwtv_secret, strlen(jwtv_secret),
+                              cl, tok, sizeof(tok));
         if (n < 0) {
             break;
         }
@@ -731,8 +743,9 @@ START_TEST(expiry)
     /* a fraction is rounded toward expiry */
     ck_verify(verify(s, signed_claims("{\"sub\":\"u\",\"exp\":1700000000.9}")),
               SC_JWT_EEXPIRED, "expired");
-    ck_verify(verify(s, signed_claims("{\"sub\":\"u\",\"exp\":1.7000000019e9}")),
-              SC_JWT_OK, "ok");
+    ck_verify(
+        verify(s, signed_claims("{\"sub\":\"u\",\"exp\":1.7000000019e9}")),
+        SC_JWT_OK, "ok");
     ck_assert_int_eq(claims.exp, 1700000001);
     sc_jwt_keys_free(s);
 }
@@ -804,8 +817,8 @@ START_TEST(issuer_audience)
     ck_verify(verify_opts(r, ia, JWTV_NOW, 0, "booking-api", "seatcast"),
               SC_JWT_OK, "ok");
     ck_verify(verify_opts(r, ia, JWTV_NOW, 0, "", ""), SC_JWT_OK, "ok");
-    ck_verify(verify_opts(r, ia, JWTV_NOW, 0, "booking", NULL),
-              SC_JWT_EISSUER, "issuer mismatch");
+    ck_verify(verify_opts(r, ia, JWTV_NOW, 0, "booking", NULL), SC_JWT_EISSUER,
+              "issuer mismatch");
     ck_verify(verify_opts(r, ia, JWTV_NOW, 0, "Booking-api", NULL),
               SC_JWT_EISSUER, "issuer mismatch");
     ck_verify(verify_opts(r, ia, JWTV_NOW, 0, NULL, "seatcas"),
@@ -820,9 +833,9 @@ START_TEST(issuer_audience)
     ck_verify(verify_opts(s, other, JWTV_NOW, 0, NULL, "seatcast"),
               SC_JWT_EAUDIENCE, "audience mismatch");
     /* configured but absent */
-    ck_verify(verify_opts(s, vec("node_hs256"), JWTV_NOW, 0, "booking-api",
-                          NULL),
-              SC_JWT_EISSUER, "issuer mismatch");
+    ck_verify(
+        verify_opts(s, vec("node_hs256"), JWTV_NOW, 0, "booking-api", NULL),
+        SC_JWT_EISSUER, "issuer mismatch");
     ck_verify(verify_opts(s, vec("node_hs256"), JWTV_NOW, 0, NULL, "seatcast"),
               SC_JWT_EAUDIENCE, "audience mismatch");
     sc_jwt_keys_free(s);
@@ -978,9 +991,16 @@ START_TEST(claims_json_strict)
     struct sc_jwt_keys *s = keys(true, NULL);
     const char *hdr = "{\"alg\":\"HS256\"}";
     static const char *const bad[] = {
-        "", "[]", "\"u\"", "{\"sub\":\"u\"} x", "{\"sub\":\"u\"}{}",
-        "{\"sub\":\"u\"", "{\"sub\":\"a\x01\"}", "{\"sub\":\"a\\u0000b\"}",
-        "{\"sub\":\"u\",}", "\x0c{\"sub\":\"u\"}",
+        "",
+        "[]",
+        "\"u\"",
+        "{\"sub\":\"u\"} x",
+        "{\"sub\":\"u\"}{}",
+        "{\"sub\":\"u\"",
+        "{\"sub\":\"a\x01\"}",
+        "{\"sub\":\"a\\u0000b\"}",
+        "{\"sub\":\"u\",}",
+        "\x0c{\"sub\":\"u\"}",
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1011,8 +1031,8 @@ START_TEST(many_claims)
 
     pos = (size_t)snprintf(cl, sizeof(cl), "{\"sub\":\"u\"");
     for (i = 0; i < 300; i++) {
-        pos += (size_t)snprintf(cl + pos, sizeof(cl) - pos, ",\"c%d\":%d", i,
-                                i);
+        pos +=
+            (size_t)snprintf(cl + pos, sizeof(cl) - pos, ",\"c%d\":%d", i, i);
     }
     snprintf(cl + pos, sizeof(cl) - pos, "}");
     ck_verify(verify(s, hs256("{\"alg\":\"HS256\"}", cl)), SC_JWT_OK, "ok");
@@ -1122,11 +1142,11 @@ START_TEST(sign_agrees_with_jsonwebtoken)
 {
     struct sc_jwt_keys *s = keys(true, NULL);
     char tok[1024];
-    long n = sc_jwt_sign_hs256((const uint8_t *)jwtv_secret,
-                               strlen(jwtv_secret),
-                               "{\"sub\":\"agree\",\"exp\":4102444800,"
-                               "\"jti\":\"j1\"}",
-                               tok, sizeof(tok));
+    long n =
+        sc_jwt_sign_hs256((const uint8_t *)jwtv_secret, strlen(jwtv_secret),
+                          "{\"sub\":\"agree\",\"exp\":4102444800,"
+                          "\"jti\":\"j1\"}",
+                          tok, sizeof(tok));
 
     ck_assert_int_eq(n, (long)strlen(tok));
     /* same header and claim bytes, deterministic MAC: the same token */
@@ -1178,11 +1198,9 @@ START_TEST(sign_refuses)
     ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "{}", NULL, 5), -1);
     ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "[1]", tok, sizeof(tok)), -1);
     ck_assert_str_eq(tok, "");
-    ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "{} x", tok, sizeof(tok)),
-                     -1);
-    ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "{\"a\":1,\"a\":2}", tok,
-                                       sizeof(tok)),
-                     -1);
+    ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "{} x", tok, sizeof(tok)), -1);
+    ck_assert_int_eq(
+        sc_jwt_sign_hs256(sec, len, "{\"a\":1,\"a\":2}", tok, sizeof(tok)), -1);
     ck_assert_int_eq(sc_jwt_sign_hs256(sec, len, "", tok, sizeof(tok)), -1);
     ck_assert_int_gt(sc_jwt_sign_hs256(sec, len, "{}", tok, sizeof(tok)), 0);
 }
@@ -1196,9 +1214,8 @@ keys_refused(const uint8_t *secret, size_t slen, const char *pem,
              const char *want)
 {
     char err[256] = "";
-    struct sc_jwt_keys *k = sc_jwt_keys_new(secret, slen, pem,
-                                            pem ? strlen(pem) : 0, err,
-                                            sizeof(err));
+    struct sc_jwt_keys *k = sc_jwt_keys_new(
+        secret, slen, pem, pem ? strlen(pem) : 0, err, sizeof(err));
 
     ck_assert_ptr_null(k);
     ck_assert_msg(strstr(err, want) != NULL, "error \"%s\", want \"%s\"", err,
@@ -1218,8 +1235,9 @@ START_TEST(keys_errors)
     memcpy(cut, jwtv_ec256_pub, sizeof(cut) - 1);
     cut[sizeof(cut) - 1] = '\0';
     keys_refused(NULL, 0, cut, "no PEM public key or certificate found");
-    keys_refused(sec, 5, "-----BEGIN PRIVATE KEY-----\nMIIB\n"
-                         "-----END PRIVATE KEY-----\n",
+    keys_refused(sec, 5,
+                 "-----BEGIN PRIVATE KEY-----\nMIIB\n"
+                 "-----END PRIVATE KEY-----\n",
                  "got a private key");
     keys_refused(NULL, 0, jwtv_rsa1024_pub, "RSA key of 1024 bits");
     keys_refused(NULL, 0, jwtv_ec521_pub, "unsupported EC curve secp521r1");

@@ -13,10 +13,11 @@
 #     mkdir -p /tmp/jwtgen && (cd /tmp/jwtgen && npm install jsonwebtoken)
 #     JWTGEN_DIR=/tmp/jwtgen tests/unit/gen_jwt_vectors.sh
 #
-# Needs openssl (3.x), node, xxd, awk.  Keys are random: every run rewrites
-# every vector, so commit jwt_vectors.h and the seeds together.  Time claims
-# are fixed (check_jwt.c verifies with now = JWTV_NOW), so nothing ages.
-# No private key is written to the repository.
+# Needs openssl (3.x), node, xxd, awk; clang-format if installed.  Keys
+# are random: every run rewrites every vector, so commit jwt_vectors.h and
+# the seeds together.  Time claims are fixed (check_jwt.c verifies with
+# now = JWTV_NOW), so nothing ages.  No private key is written to the
+# repository.
 set -eu
 
 JWTGEN_DIR=${JWTGEN_DIR:-/tmp/jwtgen}
@@ -129,11 +130,12 @@ null=NULL
 n=INTEGER:0x$(printf '%s' "$RFC_N" | b64url_hex)
 e=INTEGER:0x010001
 EOF
+RFC_XY=$(printf '%s' "$RFC_X" | b64url_hex)$(printf '%s' "$RFC_Y" | b64url_hex)
 cat >"$W/a3.cnf" <<EOF
 asn1=SEQUENCE:spki
 [spki]
 alg=SEQUENCE:alg
-key=FORMAT:HEX,BITSTRING:04$(printf '%s' "$RFC_X" | b64url_hex)$(printf '%s' "$RFC_Y" | b64url_hex)
+key=FORMAT:HEX,BITSTRING:04$RFC_XY
 [alg]
 oid=OID:id-ecPublicKey
 curve=OID:prime256v1
@@ -145,8 +147,8 @@ done
 
 # --- tokens ----------------------------------------------------------------
 
-RFC_PAYLOAD=eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxl\
-LmNvbS9pc19yb290Ijp0cnVlfQ
+RFC_PAYLOAD=eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGF\
+tcGxlLmNvbS9pc19yb290Ijp0cnVlfQ
 {
     echo "rfc_a1 eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.$RFC_PAYLOAD.\
 dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -154,7 +156,8 @@ dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 __dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9\
 CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb\
 1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phC\
-nvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"
+nvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe\
+77Rw"
     echo "rfc_a3 eyJhbGciOiJFUzI1NiJ9.$RFC_PAYLOAD.DtEhU3ljbEg8L38VWAfUAqOyKAM6\
 -Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q"
 
@@ -235,7 +238,12 @@ EOF
 #endif /* SC_JWT_VECTORS_H */
 EOF
 } >"$W/jwt_vectors.h"
-mv "$W/jwt_vectors.h" "$OUT"
+# the repository's .clang-format, as for hand-written files
+if command -v clang-format >/dev/null; then
+    clang-format --assume-filename="$OUT" <"$W/jwt_vectors.h" >"$OUT"
+else
+    mv "$W/jwt_vectors.h" "$OUT"
+fi
 
 # --- fuzz seeds (format: see tests/fuzz/fuzz_jwt.c) -------------------------
 # byte 0: key set (0 secret+P-256, 1 RSA, 2 P-384 | mode 3 claims, 4 PEM);
@@ -257,7 +265,8 @@ while read -r name token; do
     esac
     seed_raw "$m" "$name" "$token"
 done <"$W/tokens.txt"
-seed_raw 3 claims_full '{"sub":"u","iss":"booking-api","aud":["x","seatcast"],"exp":4102444800.5,"nbf":1,"jti":"j","events":[1,"2",3]}'
+seed_raw 3 claims_full '{"sub":"u","iss":"booking-api","aud":["x","seatcast"],'\
+'"exp":4102444800.5,"nbf":1,"jti":"j","events":[1,"2",3]}'
 seed_raw 3 claims_numeric '{"userId":null,"id":-42,"events":[]}'
 seed_raw 3 claims_dup '{"sub":"a","sub":"b"}'
 seed_raw 4 pem_ec256 "$(cat "$W/ec256.pub")"

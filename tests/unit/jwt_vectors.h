@@ -12,9 +12,8 @@
 #define JWTV_NOW 1700000000
 
 /* HMAC secret: these ASCII bytes, without a NUL */
-static const char jwtv_secret[] =
-    "6129e59a45936f8bd31c90fdd9c466ca"
-    "298c1e9bcc4be633d3c897c33fe8e02f";
+static const char jwtv_secret[] = "b809d6a565c4bc02c645b927f1836dd4"
+                                  "c20a56de4539aa4331450896b092f289";
 
 /* RFC 7515 A.1.1 HMAC key, base64url */
 static const char jwtv_rfc_a1_key[] =
@@ -23,88 +22,80 @@ static const char jwtv_rfc_a1_key[] =
 
 static const char jwtv_rsa_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAoL3Fre0T0eQ1v8fNk3ag\n"
-    "dQ7/kSnoFOPq/sn2EIqPwnULKrtWe75ndqtiyzEabZooB+yD+6LxdUHuf9T8Ex2N\n"
-    "uoe3Jmdgyos8VMsLvRgxO0fW2uyDhpNNnXZ5CdFZn1PArrUFT9glTBnXD1Nn6vhp\n"
-    "dGtgshdg4nAk9bjcA8zUVofbjcbDD4HFrNBTZwbYGWFr66Tl5Y+8Lj4p3Q2HwHGN\n"
-    "48GzN8MhKokMOh0X3d90cH3wll8rUhVQ12zQa1MtZzvpA30XdBGtoJA/KUdTJAnY\n"
-    "+t0XljBr1t6gMc0q/Mp55il3gOgxslTA+TNMj+QOnFZQKgtGkivQZNU+8wXztbt2\n"
-    "JQIDAQAB\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA9c4M/XZCk+FnmSU12e/0\n"
+    "eHVv9/8iUQCd5prBQlmKsDAbN6hXfZoG8bgKszvXvOeoEiIzeJV271echdxvdv3t\n"
+    "XYYnLRE+4SKRRSNJWRFz5pDaL65RdyjTKpXf0SSvOf6oBHRTbmhquSGwxsNBidLa\n"
+    "lqrAEZaOQ48wskYOyfCcTtnGWlCp7gPPaHhGuNnrAgjghu7Os030z1hVD/B/nJQS\n"
+    "XyS1Oi3Xw04rDhlXkGoAbHMLs8RuUKpHUv//RkjWQUapPUHPtwQIoMTYYxTEgDzN\n"
+    "y4t6U6XCt7d4ZkYPnnrf1L7lNsDjQ0Iq61uVnVH1TRpi7DlbvbbnyagLqHxNYAIj\n"
+    "oQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_rsa_cert[] =
     "-----BEGIN CERTIFICATE-----\n"
-    "MIIDEzCCAfugAwIBAgIUDBJjzbmoTO/MwE+o7pBG9WJ65s0wDQYJKoZIhvcNAQEL\n"
-    "BQAwGDEWMBQGA1UEAwwNc2VhdGNhc3QtdGVzdDAgFw0yNjExMjUyMzQwNDBaGA8y\n"
-    "MTI2MTEwMTIzNDA0MFowGDEWMBQGA1UEAwwNc2VhdGNhc3QtdGVzdDCCASIwDQYJ\n"
-    "KoZIhvcNAQEBBQADggEPADCCAQoCggEBAKC9xa3tE9HkNb/HzZN2oHUO/5Ep6BTj\n"
-    "6v7J9hCKj8J1Cyq7Vnu+Z3arYssxGm2aKAfsg/ui8XVB7n/U/BMdjbqHtyZnYMqL\n"
-    "PFTLC70YMTtH1trsg4aTTZ12eQnRWZ9TwK61BU/YJUwZ1w9TZ+r4aXRrYLIXYOJw\n"
-    "JPW43APM1FaH243Gww+BxazQU2cG2Blha+uk5eWPvC4+Kd0Nh8BxjePBszfDISqJ\n"
-    "DDodF93fdHB98JZfK1IVUNds0GtTLWc76QN9F3QRraCQPylHUyQJ2PrdF5Ywa9be\n"
-    "oDHNKvzKeeYpd4DoMbJUwPkzTI/kDpxWUCoLRpIr0GTVPvMF87W7diUCAwEAAaNT\n"
-    "MFEwHQYDVR0OBBYEFG8maUM53fU3KZ2lJtnWMuJIK919MB8GA1UdIwQYMBaAFG8m\n"
-    "aUM53fU3KZ2lJtnWMuJIK919MA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQEL\n"
-    "BQADggEBAJg5GA5FRIv+K4J4MY1Bx6mJsuwRXRTcLBudvrslZ4sRMq4JZYnsoA2i\n"
-    "KCCfdDBoi4kTMIUnfm1rMTAdYA4kui3Euro1V67ToTw1BH+euctwhzjVJB64nDOS\n"
-    "e17zzLbF6yl0dKH/4lk5Fg63txzxyEPIj3dI1kyKrWSVjcWMtbAqBgBEYz6r50Qa\n"
-    "mH6A9xVfYO3qXnuLu+GLsg7164OR82bfNMHQhCXrYVH4BcJPfsLChQ3E1eD7+Mtp\n"
-    "7oxdU3nKiZ5oNS6KspVsVlOPsO/6qJ4tCF5EOpyypnyrWA5RNfero+z6/pmxAKcn\n"
-    "84FRLMR2ud4UlBoIrJoPm3gjhl0MJPs=\n"
-    "-----END CERTIFICATE-----\n"
-    ;
+    "MIIDEzCCAfugAwIBAgIUdsm+tFWg8dPnNGvdP7ZMdt1z7v8wDQYJKoZIhvcNAQEL\n"
+    "BQAwGDEWMBQGA1UEAwwNc2VhdGNhc3QtdGVzdDAgFw0yNjExMjUyMzQ4NDlaGA8y\n"
+    "MTI2MTEwMTIzNDg0OVowGDEWMBQGA1UEAwwNc2VhdGNhc3QtdGVzdDCCASIwDQYJ\n"
+    "KoZIhvcNAQEBBQADggEPADCCAQoCggEBAPXODP12QpPhZ5klNdnv9Hh1b/f/IlEA\n"
+    "neaawUJZirAwGzeoV32aBvG4CrM717znqBIiM3iVdu9XnIXcb3b97V2GJy0RPuEi\n"
+    "kUUjSVkRc+aQ2i+uUXco0yqV39Ekrzn+qAR0U25oarkhsMbDQYnS2paqwBGWjkOP\n"
+    "MLJGDsnwnE7ZxlpQqe4Dz2h4RrjZ6wII4IbuzrNN9M9YVQ/wf5yUEl8ktTot18NO\n"
+    "Kw4ZV5BqAGxzC7PEblCqR1L//0ZI1kFGqT1Bz7cECKDE2GMUxIA8zcuLelOlwre3\n"
+    "eGZGD55639S+5TbA40NCKutblZ1R9U0aYuw5W72258moC6h8TWACI6ECAwEAAaNT\n"
+    "MFEwHQYDVR0OBBYEFMLLhJwzej1jshkWwSBKo1+WDqkMMB8GA1UdIwQYMBaAFMLL\n"
+    "hJwzej1jshkWwSBKo1+WDqkMMA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQEL\n"
+    "BQADggEBAKQ2mAFcrBzhheEAGGgnrZIzTy1p4ko+KM3ssVXpx7HVuf99z02Ft8Ej\n"
+    "gRGIWtDiO2qLiLeO2RCYZ9AqJy9wg1MZY6VKvR1nFn/glhhmMXwncH/+nM17DXcH\n"
+    "iCjAHH6E6/M8VomdYNuKWGOq+4El4A2lhgprFQtXkbGBfvCPh3LyApcH/HsUOPgj\n"
+    "ggppuXaJhQVlNQBuZhI2lydeI8fve6BjzZsnBpiA2ig7vy/9EUa2J2Oy7+HNLroB\n"
+    "CW9AJpxPkWz/26Qmo+2AtAbiTpj2ILzuQWi1Aq420fjV1eSIEEGWdaIrWU4/zQkd\n"
+    "QwCEtOA8kuzR0wlaocVbSVlxcSeuTdg=\n"
+    "-----END CERTIFICATE-----\n";
 
 static const char jwtv_rsa_other_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAp+i+DDg7mYusNw9rZ/7c\n"
-    "ni9+oqoQjpiguTHNl4pKnNQvFKeA4GtqgBgqb9SJ+iTRgL7N4jpxvXYhJh1+NfEp\n"
-    "AazpqB0A15ikOfEQvJivuVkQwKHJPDd5J0EerrzuBtbHlacca6mnfi7S+FxBGZE0\n"
-    "YOBLlzyjWMOXxKpfqPvqd6AGW0JvUx1SMWzDuO4ryPTNuyUVKN2sAsHReGG8HnBo\n"
-    "CoQusLeBXsdAKALA2PeyA9Eo6LsCj6TVljPCGte3yTFwK75NenotKLbsxS3s3nJC\n"
-    "U0PmzQf4HmKwk5T7komNjE+J9GAocfrI5sfXsEe7b4KnkVSmho1ABKc8HcLuWuOo\n"
-    "aQIDAQAB\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAy8ucavcf8hkIunnSq6BZ\n"
+    "MOMoKXbfUyOdjMpXDM/4iyo5FKelkuAdz3qKepURhe9Q/b5TKSHoAJqcVkY2crjv\n"
+    "g4pNCmjx+iDN6atMmUqvu1ZJN9vacHPR3qPVQwC82YcOAVEWc9Wkr++WA6AHiGv5\n"
+    "4tp/k/Zxvn1IoF1osCgg7chAGr6XRxia+v7XHhph3qkPlEs67Ezhn8jSlzHdiesQ\n"
+    "xS0CRD5AX8axNYV4m7PmE59FtYeRwBDJZOttONs5ic6GS99apJBlhHzKZreYhYsA\n"
+    "6py5RTMFsV+DwOZs5+FgiBWsiqoqdqfeEWN7ld1vj4DGXBADlOSBaXSfrT32px0+\n"
+    "sQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_rsa1024_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDddnXPSWlIHPqyXfzVDn/52sNO\n"
-    "arUp4Z8KR/esCOELV5ud1uwdzJ9X997sVE1do64hX8GYId4wNbdUeV4QdOVVwcrt\n"
-    "oAtY8+bewRemJ94oBIY1GA8NKip26Vt9AxJP8V/bjKmJg3BFqHwZ9Oguy8O4GeeO\n"
-    "525nxUGQtHXbUp4dnQIDAQAB\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCzgwYosEVd7fdPuai2TeTBQUIo\n"
+    "X0sFBMtiMT5mOYpShiFkoDrk06/vF7Tay1NpacZLXmz0j32qN/Kcz4eje3u0jZ7y\n"
+    "GPK1hFsRWWOKkbG1Zs3ILSNqt87DcUUS+YBV/0qRXr+sObICLJuzgyPmoaDd8pSg\n"
+    "hQwOq32/GzP2bJp2RQIDAQAB\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_ec256_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAESpukQwD7h2D3u7DmsbLbvuDkpAqo\n"
-    "U0nvQToQQuaubPWaTGAjAr9sj2rm2tJp54vUkdyug55Excq5BOJZY95q7A==\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEGge+KPpVKw4n39Xuk3jyenRe1bNG\n"
+    "N1y8aY0sobDXRBl8Pt2ZGukYEHPK4gcAM7+QRyHe+PmX9y1QHepD8soxMw==\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_ec384_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEbnog3tRgImbJ9X7Z/6FCIr+/nkiVDF69\n"
-    "/4f4Y+z1zXUWOJNUvhso3iK+grYo6FA36zBJ/G+Tuuc9p7xSmokW3QVmSABKUNQP\n"
-    "6oo36P+7jRtGNdOc6UCGsYeJhec+OcKk\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEukysecJ16uLnhxzTuDhjLN2wlci5AxMJ\n"
+    "AKjw0WpTGYjZstcoeyvaV7lwLxbcj6aPPJ1lzpzmd7x3pgRSyZrYTdy9SMBATkUU\n"
+    "Hvc71PALlZWVTLZl04s1rPhYSNlElhuY\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_ec521_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQA7BKhB2+08g5WNgGT84cVEeacPJ+z\n"
-    "LH+iXJudUZbINhalREdTKkSlXPfCr0jyROhrlIx/7ictsvSW4cUlzlzDZdMBhkTr\n"
-    "fO/wC+UuS1f5D7US7DTuN+ixr/gOToTKAmq6D75zqVUZUfUx2SaRcLlghEaImfuw\n"
-    "3ZGvc4+jc6YjtgW0Xpo=\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQAPbxuP2vaATaufaiSwd3YFiZ7K6+X\n"
+    "OUASvh4VpBAUgPDMCJV3lUGWkKdJ/a0qbYJXd57CGWeNOtNaofoIKViPg9sAGQkX\n"
+    "WTWqwwrHPnxVvwuZ3jNRDRba84RmGLIfeP6F1doOIY2uqqHwS6nkfQPZDmdwi84U\n"
+    "g2RUH+y/lRU8UE1wDdA=\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_ed25519_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
-    "MCowBQYDK2VwAyEAR4qFb09A1PUYQ6uc0UXVPzWAV/NgX8W/VtMPaCxnWxo=\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "MCowBQYDK2VwAyEAfxCtqA8+GCx90pFOmjjOCAjnB+PxOjNZeqzGgyfSe+A=\n"
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_rfc_a2_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
@@ -115,15 +106,13 @@ static const char jwtv_rfc_a2_pub[] =
     "EMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6/I5IhlJH7aGhyxX\n"
     "FvUK+DWNmoudF8NAco9/h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXp\n"
     "oQIDAQAB\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "-----END PUBLIC KEY-----\n";
 
 static const char jwtv_rfc_a3_pub[] =
     "-----BEGIN PUBLIC KEY-----\n"
     "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEf83OJ3D2xF1Bg8vub9tLe1gHMzV7\n"
     "6e8Tus9uPHvRVEXH8UTNG72bfocs3+257rn0s2ldbqkLJK2KRiMohYjlrQ==\n"
-    "-----END PUBLIC KEY-----\n"
-    ;
+    "-----END PUBLIC KEY-----\n";
 
 struct jwtv_token {
     const char *name;
@@ -134,8 +123,7 @@ static const struct jwtv_token jwtv_tokens[] = {
     {"rfc_a1",
      "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHA"
      "iOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
-     "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-    },
+     "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"},
     {"rfc_a2",
      "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQo"
      "gImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF"
@@ -143,217 +131,182 @@ static const struct jwtv_token jwtv_tokens[] = {
      "2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO7"
      "5vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12j"
      "zDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgG"
-     "Y9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"
-    },
+     "Y9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"},
     {"rfc_a3",
      "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQo"
      "gImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfU"
-     "AqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q"
-    },
+     "AqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q"},
     {"ossl_hs256",
      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.ESue2e5aeMiZ3ECmcW6kejQNvSVbfTPqbG0M"
-     "tyi1VOU"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ._PgH3Ef03PHJYFupHi7iz0sYrrEHs_0qUVcx"
+     "x5KoYOM"},
     {"ossl_hs384",
      "eyJhbGciOiJIUzM4NCJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.j43LlcVf_rg6OsqSUPsaLOSCwJKzvX-zm326"
-     "PtrFkwyZHjuG_5njFWtXD8GpUA46"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.wlCt6BbWjp4jU_ad9WEYylw99Y5txNPeTRCX"
+     "At9kTPKtXTyXlz9XfTpCgAA_Wu0Y"},
     {"ossl_hs512",
      "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.yPuS_QDwb1lM_QB07CPutt_uLuyJ-S7O6Ki9"
-     "3IZh8ei0-hslfipdAy20Uom15yUiJ6k2LvJq2AaMPi37MHGAzw"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.lvsZFrvgJdFJlNSEZDWXtbTFub71VZLnq8Ok"
+     "eeclubPOAE3NTxwwkC-LiPb29VfBxwL4JSlYTVJliClIn8C-OA"},
     {"ossl_rs256",
      "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.BNncz0PKR8kVXILzVQZqX05231TFqTXf0pXt"
-     "_2cFL_XOIpmn8HdwPtt6Kcr92d1SCW_6fpVE8LgVq2NEuVLNWI8s2J1hXcVZoDzWRH9f"
-     "o9e9vA7bZI6fn_V6D196ycrtaZunjj7rMx0-a7vGIwU5OZqsnURqhoO_SoUv8PFOQADk"
-     "f52zfKLZtZRukajQfF67WlyA24jk1aRTn93TjmMbMpSGQhOYu-gFYOPiJimBdNIepI7R"
-     "R-OnkbrXeHbUc0vD2duc_Yz6nZGLTLuPYREfZWpWUdGLmOlwNak1IBhv1N3nVUsHrG5O"
-     "m4w3XJWoKULF8E2ftrGQcQcdCIPELkoItQ"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.cPO05NR1VHBeSdV5rcVx_DrBV5yhcNcf4cE2"
+     "wDEfoXuwN-94wSTTHBQZH6AVpMD0WiNdg3bm7HiLPfAFI_LSQqcVMNlxwuvCz2zWc7lM"
+     "--_OaPJ1LIHLQhaXtvMDbG3-KU6IE74Bb1KSrmKOfT6ZrdN7yUPUPkCsKOUTiNSP97Bu"
+     "WHpMxa8btxRP6mumNtLGU0YQldopOJNG6G0ZVKV2JgRCVGtJSR7MkhqBnybKR8v1lacs"
+     "inRb_73IXRgvyzvrTgcMvjXNUVyk924PJLBEW7pPGgKFDGSjgQWxIHLV10Tce3hRlrpk"
+     "6kEXZd4EkLRJoS63qepJUGfvu6z8j-lKzg"},
     {"ossl_rs384",
      "eyJhbGciOiJSUzM4NCJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.HeKVsVxXpXWLwsCzuzfoGqE9AuVcGsG5kgZy"
-     "XwG8nNu8SBfBE0XUJCstMANFwQMwXNh15cjgFsbkpWtPsFoE48qoRW-IvC8ClhsqzYq4"
-     "RbpSzGhT7MJkYAHCvzZdRk-5XorEJrsCoPJiGL-bAed_39erUdn0xFv7mAG-aHUPRY8_"
-     "ndiNi6aR0LxGzMzdFkpn-OTPKIfXKo_ehYu3XDtnVqxQEvXtVn8qZAwWjYkUz_ov-OI-"
-     "_HNFw-xD-bvOEVWq-M_xGOfog3_qirYVAqX4mPTm-f5uul57m_u3i3Kq9cG3bXXmM5nr"
-     "vQLrgYWtIAQXyqkIZbGAwMEjJXFY294zrg"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.BMHawpzLR831MmUSWzOnTssRK5Fr_u1NL79f"
+     "cJOORfe1CVfbUu74PjG7B1_1zHhT4my3zMKcI0YxTHsTej40z-4Sc8O1c6z3CsyugdUE"
+     "G2xaZeSRdWVXICtCOfWmvoJctoqVH6wRmtPTuMI50lWo9Wo4h67MBRj_5ssI6BT0gnyG"
+     "aZVEiyjS0MWoT3oTYNYhLgvtAlUzlqizfFIX4sYjlzNdTAKiGm5gf7bEY9lAmQsocMmi"
+     "xWpadCqOByAg19XmQc7rIno4AC2gu7UIBvdCocFNTqrqK1he83EQL_neud2Pd3EMufiK"
+     "FkGuZK0CWXDWMQ4x5PLknEyqkqlB5a3OLQ"},
     {"ossl_rs512",
      "eyJhbGciOiJSUzUxMiJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.ZnxIJ68YcmfngGCKsgYHzEjV0QFT3gWkpMcu"
-     "juhb1H6-JQ-nItSZk78LsQM1E-TtpXRnQBtr8qoqg6U3OaV9KEJycbjJSR18K4j61VSo"
-     "f_YwKoJ7lUuoV82nKkegHIW23jO94iCuK1rUcH5PrjkY0JoQttrYHpLna9GKkeeGJHPF"
-     "DEQ10FUDlrjd1COnxzKJOJZt2gUdmAOoFve6FhJGY0MCF8uhVXLc5fRN3HwS8rp4nEHx"
-     "XE18Xl3WvW7Du6uZ0_yv2l13HQ97m1cIEu_OJuuzqw6xIfZRnuv3bCkAEH63OEZIl2VN"
-     "JHGPmT9EQ6mD8XoBMb-N2X_LNddJoUsb6Q"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.Pm1Lo5XV88bXdjR9ZbslTUWaOw6UkT-faT6l"
+     "XVg2aYzHvmRpIG5UQHAjrDeXZYuTyquEKkMRpLD7KV3ioTH6Wm8Q_J2v6rozN4xJOYpQ"
+     "_ymAmGr42mSoNh5PK89X698oqmoH5x03O_Z5m0A25yB9ItAKc__wUd-2Rw5K7QPg_1Yi"
+     "iWtsJxWBR7pXTN6T-XkahE1VV2gCxPHIJth8UT4qZ8cfHbqVRnEceUr8UuDECioxioXV"
+     "CKtWmlR2H5YGU6S5Cua-xBvssEPT97UjYqqpXXWXa1YSEiEDhP2UnvNehyKgi-Sz9vwz"
+     "pLAx3-o51I0qI2q9SHY9Gw3un_0-3Ol_ug"},
     {"ossl_es256",
      "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.gc0DXRtQmp2-g4_zENW_ODCvHjJfqN10upPo"
-     "8lCI5itOt0mk-vv0tC4-lN31Z-eMVrDBJfWh2_-yaFQsVpyz-w"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.Pv93NZlnFshHMYd4ClkEmrYKzjGoReQaxqke"
+     "GNIIef58d0VPa212hNBR-S1MOTdAfgH59LrhcOwTRrV5h1vhEw"},
     {"ossl_es384",
      "eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJ1c2VyLW9zc2wiLCJuYmYiOjE2OTk5OTk5OTk"
-     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.9gswAMXWaQqqhDRzAcEfdeeSkDz6kRH7Quvr"
-     "MRUnzvja_2Dbx5XmIChVg4edvzGS4vQckzSOZbhgnvVte1MYf4c_0AFJsz9WX_PygHsf"
-     "ZI7KZQdQL7gv51uWaDEbfpeH"
-    },
+     "uMjUsImV4cCI6NDEwMjQ0NDgwMC41fQ.MhpaFZjb3I3f7PiG5iRUsTo2zJNFbxGqv7gz"
+     "2zBzLO5qkTAuDMh38t6x6LSQGJpf7-fIjA2RvO8Z7mzc3w1h3gmHVSAf8J-XVK29fz5D"
+     "opIT5I7x4BOD_2DI00eNAqdb"},
     {"ossl_confusion",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtYWxsb3J5IiwiZXhwIjo"
-     "0MTAyNDQ0ODAwfQ._PqOH6dpvrp6K4RYH3lsGO0_xVKI6C-GDh1bgIM3oKw"
-    },
+     "0MTAyNDQ0ODAwfQ.pUW9VZCUnVQs7WnKCz9X4ufX2VGiIH6qghgjKciRNb4"},
     {"node_hs256",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.C7zXdi5-v6oZmG0WegWp-mZJyxo"
-     "F2AxRsAS0mrr3qJU"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.SEkPv8S9FimQB-xr4tD0XD8OgDd"
+     "WLnToObuTZbm3P88"},
     {"node_hs384",
      "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.iBZdu5JLOURbhYeHDwsWu54P1VA"
-     "JmqcZDcgQhee0SVT58N4I52EDRNIa6cTotE1a"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.77000V3J1Mb7WsSGLSwMTSIKNpF"
+     "6qE9Nn9vgjW0D-pGd4IkzMzT_eUdyRzI9usm9"},
     {"node_hs512",
      "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.C9icj59AG3KjiUM6XozGfxCE95u"
-     "_7zkXeJjMGDwz18kPaSoxOJB-7TA60chZIJj2hY79JjJggxNLUJS7xn9E5Q"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.URqLmgGKBid6p1K5FAIgmKLsno_"
+     "MPXQVc1jIdd2eqGqUX5qtR0xuIb-1fD324k8RvWWOZwB4aK58uXGVL_pLcQ"},
     {"node_rs256",
      "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.e27Gh-WXj5ZHdfn1DDsuH-inxeQ"
-     "yZo3MN4QmArUh8MaL0qgh-OV5ld5ou3EWbisRPYUkj4agODvYrA3b3U9eD8_xOS25CA1"
-     "My4OpsC7Y8mQ8__T7IbY2dI_arhqeenfLi2044zUXAnjS2_9Q_0LDUZUrj1tq8dddFcU"
-     "zQcw54mh4ckeJUzvkd9T2p2eYME6WFZT584qToKgCT_Oc6MjXqS25uqahUWA9yG8vlfj"
-     "pMrKftXd5erIXTZHwkLlCXSFmruig4NYlfjx9Li7JkzTtm_UHYcouOktB03kI54gW-Ba"
-     "Lwm2iAROtLKgMmVi85RwWz-tc-Qq42gZENyczhUL-1A"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.3hqBBY0Y6HOJcM4vqWJNgFRBUvg"
+     "zFyvzmi_fa2RQ3J2POpEHdXI4Vp_1smtby15EFOmUCefIzo_XvDeSe5Yt390PYnzhRQ8"
+     "PUAn9CPWRh72v793w8iG_Y1GFqA3ifjGVsBRGMdPN4dDFn2ko36r3eEPV2FeIn7AvV7V"
+     "H2qifqN1iXC_SWozgcKnIcu77dQuvKT2pW9htOpinzPoPbjCLQAxH3WujzE8rfbOqW_J"
+     "wBM595ByqIIiHgTqWuxoq--VEkXR9EFXGXhmgcN-DAB98S9916JZzIxfDIYthQVZJRDo"
+     "mDzfFZeOeNa6wWJqg0nMkxPMTWjMOniE4C0tD6wAc3g"},
     {"node_rs384",
      "eyJhbGciOiJSUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.WYQ_N1W1Bu4FHM2lqblyXTErEvz"
-     "ZDuUKh4MoaBYmySCEYshAWEai5fkRIBRjUZ7ADUDdq7vqgPgFzJH1cK9IsOJKwRzsW79"
-     "kA5OIMWX7pIOotsmm5z9kRoU-S-uGqfPQ8nGJtVpMzCQkRDl91KSGa73kQ5Egn0WlnGY"
-     "_o4SA9x-RdVAG_BJy3COhRAv8SruDCSzLkIELoQ1XOhTkeI7X4WIkioPEQI0t3o0pkeh"
-     "iE8b40jPRFlcr_JPxsbbGnrq5zjNHirtb7Uvwdcjwug73pipdks6JZZm5EioO7XihpUn"
-     "IgeDyEBa1y-gcx2d-R65P0BDd48uuSwn0_QnfIQOzcw"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.NxTQ52BuyuRtma5lnKHRlqtn6nD"
+     "p2ZXZKYj3Cnn82Eb1g2ETbBxtFYECaZ_2SH8ceXa_gRmVaJ6hrFUszzNEcFmEJwXxXbt"
+     "AfWdT-pBusZ3eeDw2b6-p2jg5dWsOyUq_D6jZUKcLM8bk_1rEeSOoGttFUK1rV-hxWUj"
+     "GAMc2b6e1umyM5Ao1OX5YsVd8JZDN3nqmesbdneN908MwkmRNUWdE_aZC6SPH0xb571f"
+     "URqCZ92yR_6NFxGQnedP0aDwRkawoMHWr-Csy26bhF5WGBZW3ozyM8tZNcEFm511A3u3"
+     "qVbmVtfJqrKdGTNc4-YnlpV3EPgnYHLYmHEy_T9zmgA"},
     {"node_rs512",
      "eyJhbGciOiJSUzUxMiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.oEQlhSFgJg7OBiWl1blx721XkFv"
-     "CcGnvr2v7cQa8McCo9dn3hVgS8gduYwaOsT5ziWFY5wKeCXDxTZlPUXHPO6ukENkZ5pZ"
-     "IR60k-UKpsCKrzZ5aj12ROTRl9KYifOI1f39zJ_vaBeluGw3pyKHkUhD8G37fLkB8Bbz"
-     "-N-T5XPTIvEGnw9NWusOIuHx450uMFQXu57ZTcEs7B03BS6vankT8ZoYjb_peuA6tQON"
-     "wKLH2JW4i8Dw_5WXR2VbUFLvw7qLoluMwHNwqd0sDMoAgJuien1iZK4iCzd6yZMCU2hB"
-     "sY1h2s1xXrcNn6TdykSODIWdxrYQIZ-lgeq9s_D2gLw"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.7g05sBryObQvADUVTmOLcgROZjl"
+     "D8DKcWe1mFILC4NuQZDcHl-gI_jUyY0DfrpF4W0R2vPMe_DPZShGMBvxmWvnFV747YOQ"
+     "t9JEIixw_JXjJYWBCP7SqHD071fSb2NJgTFqeV2dK5C4tto_xMVqYDUgZbKrJHVmrOTY"
+     "Ijr3RXLsNb1d-yEAYFhT43Hfl7861lW-GgyZ1beVK5QYwULz_0Rft09_89x5FNCboxBO"
+     "yrRqej9p00T3hiMOB3ftQJL3IR4qxJ5G0wGRmoNRu6mI2mQL5UpgMXdAjIDWOCbOhz1q"
+     "1173FOiUTgj7IxYqafMHv8mk375Swny14D37vH_HI4A"},
     {"node_es256",
      "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.NwRG8qZjeppeW0vrSeJT06NehPR"
-     "GbCB50B1z--SX_ww7fjLDLO0liOhDfyNKVqbB5V9fcOEMqFPTcsmTzu_srg"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.ZG4KZhVfg8yNuVkbQ33uBjeUmKz"
+     "xQu0ncYDZsfsBEhwWUSlr8pbedcg5mfUX5eVaXKbAJvl4xr7WWbhGJ5yYIQ"},
     {"node_es384",
      "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.MQ2StcDxdE5rrSW1khOfeN6Oahy"
-     "DEIi9CAezZjkbWc1DiAZlSc1H_6zU7uoENi9KbOj6dTj6I3JK4ojJYfxAXup9m8Faa2W"
-     "5Qwq91HSNUlhy5e2PWOgbm6llx3rw34RC"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.T_H9gqBmiJqzDjkDpRjlLODn_p-"
+     "ydqleqiah1m-C6ZUVhiF7Lm9_Hnwl6kekfJW1SuC6QBc7ORaF4ISoXWoPqt5xKADNfor"
+     "tTKr3lsyj2NXELNh-PAYieUdv9MAldGq9"},
     {"node_ps256",
      "eyJhbGciOiJQUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLW5vZGUiLCJpYXQ"
-     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.BuLchtRAQDIGn_AxH4vTScvXKJi"
-     "vj1E75ShIBpWk1MbBCEs1pLa6YDpf3eJZvSIx0Hw6s5-Wsa098Fo_4LYQGwc2t5rDM47"
-     "UXBeO8Gw4HyWeYL2FdMtdOeTJcCnlC7l1Ce-ciNFqBEtw8qHP0ykQ_Z_AcwZMi4Q2XQb"
-     "Clx9gEdqYGRDy7Knul8NqxsSVDtLxqsyYdU3cvG2PQ9tZbX_g1BBhkhNwjiyBU8XtMDH"
-     "nlsbPtEiz87F1HeqCcWE4snz7S8b3PmslQ1EKvGQbVMvZrZj8RPDQCDF7wTLYfdaLYF1"
-     "6SHgfGauJPbXBv-dkgHsfvRih56xgD-QgvvFQ6iFJCA"
-    },
+     "iOjE3MDAwMDAwMDAsImV4cCI6NDEwMjQ0NDgwMH0.7NjOm_QIABrOgb7RPBhkB6QCi3V"
+     "4O9LIMkUnjDDrTe1AP7z_jU1J8Jz1ZwbRBrQBTEYw2woAOozC_NFx1ebKzsmcJYIPaak"
+     "h0zHeO7CfuzCHZ8en3IQF2IzKqTCuifogzTlPj8etHJz8eH3ycLc845anCtSuQNfvZVV"
+     "cgJWpsD7A0lfsm7iguZZyJmtUiaJ3o9mkuh0BT4yGEUaHnTet7wHomyi1azy9qqp8XcC"
+     "jBS_GvE2lobsTl8CRFY_3IstfZQy3XTeY0JPaisBgTbStb7za5iWlb14jlJ1geFBJ9bC"
+     "YI1azoqqPAbaJTjjWX1NW9xvGT-eoafMC1TZMzt193Q"},
     {"node_expired",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlhdCI6MTU5MDA"
-     "wMDAwMCwiZXhwIjoxNjAwMDAwMDAwfQ._kpzr2AElMYY6PQGzzNLorFhjbSNGsG2r0Vl"
-     "hGqtJjQ"
-    },
+     "wMDAwMCwiZXhwIjoxNjAwMDAwMDAwfQ.-mbE3goPt6CYpFDzms64cdNP1i61R8RWkIpP"
+     "jxWvQUc"},
     {"node_exp_leeway",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlhdCI6MTY5OTk"
-     "5OTk0MCwiZXhwIjoxNjk5OTk5OTk3fQ.IvGVmoNdBpDmvDX94NPrkENqlCevddCm9B58"
-     "GCzRTv0"
-    },
+     "5OTk0MCwiZXhwIjoxNjk5OTk5OTk3fQ.szr9YrXyc_A79CwFj4t_rDUmQsrbp1HK8Q4a"
+     "2VCy7QE"},
     {"node_nbf_future",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlhdCI6MTcwMDA"
-     "wMDAwMCwibmJmIjoxODAwMDAwMDAwfQ.tw8UM1mgtNXCD08JIVriordbTmWvHIJQwYef"
-     "PdYkaSY"
-    },
+     "wMDAwMCwibmJmIjoxODAwMDAwMDAwfQ.7x_DIDNJM-qFR9FeF6mKmfN_MDlWK1Jkx50S"
+     "AgYOLys"},
     {"node_nbf_leeway",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlhdCI6MTcwMDA"
-     "wMDAwMCwibmJmIjoxNzAwMDAwMDAzfQ.mQhZT5aKFSSG6INwNDpTharuzgDRlRMxn9yo"
-     "QdPHxQo"
-    },
+     "wMDAwMCwibmJmIjoxNzAwMDAwMDAzfQ.3D0HRsdBzc0QeTT7KiR5mJ6MFAP441mBDNSz"
+     "pAqBuEc"},
     {"node_iss_aud",
      "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlzcyI6ImJvb2t"
      "pbmctYXBpIiwiYXVkIjoic2VhdGNhc3QiLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6NDE"
-     "wMjQ0NDgwMH0.WTZ4IoFYy-21r_imGzz4o7DuompxpiFM5yihH1YenfjXUDQCXPWdXN_"
-     "CoF4GC8Fd0-kwQ1oGgIFvq5B111ZxwpxQPAQLIvCrILX35Pw-xKDhLFkvCdEhDqQZXex"
-     "6QA4kIJ31rbtx9zsiUYmAFLmXIHO4O2igWH482oL2XkqJqkK4OJy5ql2sz3mx9jNymNX"
-     "2qNFg5Y94acF5gIZhN0wMP4uSChDMoJlvxYRRKd9ka6V9tEHjqRKVdfsX0Ld5wrafDnf"
-     "3u8UVl590P9_Cf3KvHkiUboB3UOB42CVveqR36batzCry8I2YvJzvBY8LWggLpIGXeH5"
-     "iBocWjD4m6fFnLw"
-    },
+     "wMjQ0NDgwMH0.zFaM4GVHN7uMzbbuTqBm2cPZ84ATiTaYoFW1RV3-fgO3kJfA4NAElqO"
+     "CzXv3jBGMz1O4JbBc3Kap22ovlarhvuK5b2cEe-uOCo8I1ESIVnTO2YMv1Se0Fn4yrlN"
+     "RcEXsMRaM5UukQwRNbYjz2xZlKUimcTwrK_MKVq_8JpkgnBR9iukVnmJ7TmDCS6xq3oH"
+     "Q1VCGr2zT7qc1CpNxHq97vs2KKe0775Vx44Rtq3GyGai5MYb8pG9g9QqVlFiwPXAUv6N"
+     "bZFANauF7QGKV_IKwAxvhUsdltYiM6irz0LxlpnzNJVYDk906g3qSGtz_sad8dmQrUGi"
+     "ITypRDpJ-u02i-A"},
     {"node_aud_array",
      "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlzcyI6ImJvb2t"
      "pbmctYXBpIiwiYXVkIjpbIndlYiIsInNlYXRjYXN0Il0sImlhdCI6MTcwMDAwMDAwMH0"
-     ".8q4BKELvYea08GzGVMxTioPPZyZiNlObQF1qOJA9AdCL1D6EwMMcNro7ssmYAYFi5z1"
-     "rfM5wOQFbJnU0qwpipQ"
-    },
+     ".o0u-wXTTNadFgqgLfZDHsDA09PLOYSGQztZFUcxAbQ8ALn_6FO1NG9L2NUx1n1B4Y5L"
+     "Kkdxki8El-9LyXaBVCQ"},
     {"node_aud_other",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlzcyI6Im90aGV"
-     "yLWFwaSIsImF1ZCI6WyJ3ZWIiLCJtb2JpbGUiXSwiaWF0IjoxNzAwMDAwMDAwfQ.6UU8"
-     "7FkOBlG4wSW0gW8zdmUX4FwIAkvi5F2mIitXuw4"
-    },
+     "yLWFwaSIsImF1ZCI6WyJ3ZWIiLCJtb2JpbGUiXSwiaWF0IjoxNzAwMDAwMDAwfQ.GJhb"
+     "e5ht5L3iW7wi4G8F4aT3-LomH701AuJkAlecqrQ"},
     {"node_userid",
      "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.eyJ1c2VySWQiOiJ1LTQyIiwiaWQiOjc"
-     "sImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.LJPn7EDBgrTB9ujjxy-s"
-     "Xk1LseiZqTjtkpeA5MD2QUZsTqSnl2flTwPaZqpYK4x0"
-    },
+     "sImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.4jnkSuuNcSqovrbzXPyF"
+     "MtYiMSKuUoCP97WQ0Pxdt98zZvXq9BCHArMfM1k6LPAQ"},
     {"node_id_numeric",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpZCI6NDIsImlhdCI6MTcwMDAwMDA"
-     "wMH0.rllEpZXR5-u7IURD6hRxxX43cEPDIvQVOL1Uw1g6cmI"
-    },
+     "wMH0.rKfsCqXL6MFUVpveSe7J5ThG2oELIvZDluJgj8WIYYY"},
     {"node_sub_numeric",
      "eyJhbGciOiJSUzUxMiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjkwMDcxOTkyNTQ3NDA5OTE"
-     "sImlhdCI6MTcwMDAwMDAwMH0.bv_W5umrif9JfgjNkzV3tzT5M9GwVbqXho2sVY3tyK7"
-     "TtHIkKugDbyX0tS5geeeHi1I5jV1cf6Gl3FZI-TvrLH7w1qwkm70mML7bUgR7lj0bIxo"
-     "GLhftAC2Prvq7cNgIOrDsmw7tV_gNyDVB03Jw1yptZ1SnQk5TGcbZbLxM-wHzr4qLfS8"
-     "1EVUb9wmOarpxHfZa_sthDPHyUpEoProF25mAcUR4j7ptcU9Nt5bkkppL5kR2xdidj7u"
-     "sN08X9gf5b8WplNHSxAL-H8jL0SOxT5N5VFEwtSSKt_m6EVx_wPA9KsNJ3xD4BpFvc0L"
-     "lYeL_RgufiXpmyvHwVhIkqtVviQ"
-    },
+     "sImlhdCI6MTcwMDAwMDAwMH0.t_CZ1UvnpRfVo2kNvY4NEhm1fbgLjFOEUdHLRJmMTwE"
+     "mI7v-jPndDO-I6fqt5lKW9rg6BxNm_D_eq5gSJ3E9V9VR0FsQ8FDoAiYxP8zdLPU0_0-"
+     "tl_QrNlDpAvn-p_6oUvsmd3ZEghpoQnxsveSYNVhsrzYP2m-4T_v0zwrDpGp4VI3h5OQ"
+     "9j2ZpiuPB_X5E-yBIvyWFsz4S-OlKekMsIxP8F5PavGHpAXSZublR3asbkgENimIrLj6"
+     "y2zktR2n-RIptuYkraYzOHxOU9UjQvEN5zsNVZtMcqH3HcUjqyiBMFty5-K_A3sTyA40"
+     "wGqS71J_eGTNxclPOjfLg__6XrQ"},
     {"node_events",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV2ZW50cyI6WzM"
-     "sIjEiLDkwMDcxOTkyNTQ3NDA5OTEsM10sImlhdCI6MTcwMDAwMDAwMH0.xVxUk2KtO7m"
-     "K8rDPKqUWC2q0kxepWCTaUyH3RstfQXs"
-    },
+     "sIjEiLDkwMDcxOTkyNTQ3NDA5OTEsM10sImlhdCI6MTcwMDAwMDAwMH0.Avz_BJiAKwW"
+     "5CRsURYZiUAeu6RM8cM3AUiNx_qIo094"},
     {"node_events_bad",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImV2ZW50cyI6WzE"
-     "sIngiXSwiaWF0IjoxNzAwMDAwMDAwfQ.WlojbA0YHrk34VSOUtDpuNVRVdqhJ8QDm_JX"
-     "JIVYyQM"
-    },
+     "sIngiXSwiaWF0IjoxNzAwMDAwMDAwfQ.xkaXvIPCx5EZsZM9CANWGvxqkRjCY8jbG3L9"
+     "wcsaFZA"},
     {"node_no_user",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJib29raW5nLWFwaSIsIml"
-     "hdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.nL-diUGHXggHjdTwbgrFFFk3"
-     "YccS0ZnQv7-bGDDn5WM"
-    },
+     "hdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.y83D7Oc_EbLyzTRGRFtA2LcL"
+     "xXbBulwFmHNW_OFfZaM"},
     {"node_jti",
      "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1MSIsImlhdCI6MTcwMDA"
-     "wMDAwMCwianRpIjoidG9rLTEyMyJ9.jKPxgl25-1NJTED9rvA6Wc61IfexGWjg80U1HL"
-     "v9cMc2ErFnM9xQko7-Fu33BdQuZ0c_md4djgsL3FEs1WCeUVcTGYmx6Dfyd9ljHONab4"
-     "TezYLqLeExRitq0BFk19q1"
-    },
+     "wMDAwMCwianRpIjoidG9rLTEyMyJ9.kZUZvgxjTlKZl2noSiNGt65Kbl84JKdhnigvXf"
+     "eY3Zm-JVAKK6egsp6nsOhjjWPdedtawmnNy-YxdAYMZ8i2GhfOw8f4jvMRwIoiqJbTzm"
+     "SYZnnfcYYRCWVXWtJpou3Y"},
     {"node_agree",
      "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZ3JlZSIsImV4cCI6NDE"
-     "wMjQ0NDgwMCwianRpIjoiajEifQ.GgAUofwjWWYpB08XIrFqji5-DqOM8nZF_mC6H4gp"
-     "Rng"
-    },
+     "wMjQ0NDgwMCwianRpIjoiajEifQ.7h1yfWi1Admwby81ewqLvbkNr0BwfLVenAHYHote"
+     "loM"},
 };
 
 #endif /* SC_JWT_VECTORS_H */
