@@ -62,12 +62,12 @@ enum sc_notify_err {
  */
 struct sc_notify {
     enum sc_notify_type type;
-    uint64_t event_id;        /* 1 .. SC_NOTIFY_EVENT_ID_MAX */
-    int32_t available_seats;  /* 0 .. seat_capacity */
-    int32_t seat_capacity;    /* 0 .. INT32_MAX */
-    int64_t version;          /* 0 .. INT64_MAX, valid if has_version */
+    uint64_t event_id;       /* 1 .. SC_NOTIFY_EVENT_ID_MAX */
+    int32_t available_seats; /* 0 .. seat_capacity */
+    int32_t seat_capacity;   /* 0 .. INT32_MAX */
+    int64_t version;         /* 0 .. INT64_MAX, valid if has_version */
     bool has_version;
-    int64_t ts_ms;            /* 0 .. INT64_MAX; 0 = absent */
+    int64_t ts_ms;                   /* 0 .. INT64_MAX; 0 = absent */
     char jti[SC_NOTIFY_JTI_MAX + 1]; /* NUL-terminated, "" unless revoked */
 };
 

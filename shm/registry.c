@@ -89,6 +89,7 @@ sc_shm_layout(const struct sc_shm_params *p, struct sc_shm_header *h)
     h->user_slots = pow2_at_least(p->user_slots ? p->user_slots : 65536);
     h->user_entry_size = (uint32_t)round_up(
         sizeof(struct sc_user_entry) + 4ull * p->nworkers, 8);
+    h->revoked_slots = pow2_at_least(SC_SHM_REVOKED_SLOTS);
     h->worker_slot_size =
         (uint32_t)round_up(sizeof(struct sc_worker_slot), SC_SHM_CACHELINE);
     if (h->event_slots == 0 || h->ring_slots == 0 || h->user_slots == 0) {
@@ -115,6 +116,11 @@ sc_shm_layout(const struct sc_shm_params *p, struct sc_shm_header *h)
     off = round_up(off, SC_SHM_CACHELINE);
     h->off_users = off;
     if (add_mul(&off, h->user_entry_size, h->user_slots) != 0) {
+        return -1;
+    }
+    off = round_up(off, SC_SHM_CACHELINE);
+    h->off_revoked = off;
+    if (add_mul(&off, sizeof(uint64_t), h->revoked_slots) != 0) {
         return -1;
     }
     h->total_size = round_up(off, 4096);
@@ -635,6 +641,61 @@ sc_registry_user_del(struct sc_registry *reg, uint64_t key, unsigned w)
 }
 
 /* ------------------------------------------------------------------ */
+/* Revoked token ids                                                    */
+
+static _Atomic uint64_t *
+revoked_at(const struct sc_registry *reg, uint32_t index)
+{
+    return (_Atomic uint64_t *)(base(reg) + reg->hdr->off_revoked) + index;
+}
+
+int
+sc_registry_revoke(struct sc_registry *reg, uint64_t hash)
+{
+    uint32_t mask = reg->hdr->revoked_slots - 1;
+    uint32_t i = (uint32_t)mix64(hash) & mask;
+
+    hash = hash ? hash : 1;
+    for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        _Atomic uint64_t *slot = revoked_at(reg, i);
+        uint64_t k = atomic_load_explicit(slot, RELAXED);
+        if (k == hash) {
+            return 0;
+        }
+        if (k == 0) {
+            /* keep one slot in eight free so that lookups end */
+            if (atomic_load_explicit(&reg->hdr->revoked_used, RELAXED) >=
+                (uint64_t)mask - (mask >> 3)) {
+                return -1;
+            }
+            atomic_store_explicit(slot, hash, RELEASE);
+            atomic_fetch_add_explicit(&reg->hdr->revoked_used, 1, RELAXED);
+            return 1;
+        }
+    }
+    return -1;
+}
+
+bool
+sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash)
+{
+    uint32_t mask = reg->hdr->revoked_slots - 1;
+    uint32_t i = (uint32_t)mix64(hash) & mask;
+
+    hash = hash ? hash : 1;
+    for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        uint64_t k = atomic_load_explicit(revoked_at(reg, i), ACQUIRE);
+        if (k == hash) {
+            return true;
+        }
+        if (k == 0) {
+            return false;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
 /* Repair and totals                                                    */
 
 #define FOLD(field)                                                            \
@@ -736,6 +797,17 @@ sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t)
         t->rate_limited += atomic_load(&s->rate_limited);
         t->resyncs += atomic_load(&s->resyncs);
     }
+}
+
+uint64_t
+sc_registry_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (; *s; s++) {
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    }
+    return h ? h : 1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -176,6 +176,17 @@ int sc_registry_user_add(struct sc_registry *reg, uint64_t key, unsigned w,
                          uint32_t limit);
 void sc_registry_user_del(struct sc_registry *reg, uint64_t key, unsigned w);
 
+/*
+ * Revoked token ids, as 64-bit hashes of the jti.  sc_registry_revoke
+ * (listener only) returns 1 if added, 0 if known, -1 if the set is full;
+ * sc_registry_is_revoked may be called by any process.
+ */
+int sc_registry_revoke(struct sc_registry *reg, uint64_t hash);
+bool sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash);
+
+/* 64-bit FNV-1a of a NUL-terminated string, never 0 (jti, user ids). */
+uint64_t sc_registry_hash_str(const char *s);
+
 /* Current monotonic and wall clock in milliseconds. */
 uint64_t sc_mono_ms(void);
 uint64_t sc_wall_ms(void);

@@ -19,6 +19,8 @@
  *   | sc_ring_slot[R]    |  broadcast ring, R a power of two
  *   +--------------------+ off_users
  *   | user table         |  per-user connection counts, user_slots entries
+ *   +--------------------+ off_revoked
+ *   | revoked jti set    |  64-bit hashes of revoked token ids
  *   +--------------------+ total_size
  *
  * Concurrency protocol (who writes what; readers never lock):
@@ -50,6 +52,9 @@
  * - User table: keys are claimed with a compare-and-swap from 0 by any
  *   worker; `total` changes only by atomic CAS within the limit; `per[w]`
  *   is written by worker w and by the master while worker w is dead.
+ * - Revoked set: open addressing of 64-bit jti hashes (0 = free), inserted
+ *   by the listener only (never removed while the server runs); workers
+ *   look a token's jti up at the handshake.
  */
 #ifndef SC_SHM_H
 #define SC_SHM_H
@@ -59,12 +64,13 @@
 #include <stdint.h>
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 1u
+#define SC_SHM_VERSION 2u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
 #define SC_SHM_FRAME_MAX 440u /* encoded frames carried by one ring slot */
 #define SC_SHM_JTI_MAX 128
+#define SC_SHM_REVOKED_SLOTS 65536u
 
 /* worker and listener states */
 enum sc_proc_state {
@@ -109,11 +115,14 @@ struct sc_shm_header {
     uint32_t ring_slot_size;
     uint32_t user_slots; /* power of two */
     uint32_t user_entry_size;
+    uint32_t revoked_slots; /* power of two */
+    uint32_t pad1;
     uint64_t off_workers;
     uint64_t off_listener;
     uint64_t off_events;
     uint64_t off_ring;
     uint64_t off_users;
+    uint64_t off_revoked;
 
     /* identity, written once by the master at creation */
     int32_t owner_pid;
@@ -129,6 +138,7 @@ struct sc_shm_header {
     _Atomic uint64_t events_used;   /* listener: entries claimed */
     _Atomic uint64_t events_watched; /* workers: events with subs_total>0 */
     _Atomic uint64_t users_used;    /* workers: user keys claimed */
+    _Atomic uint64_t revoked_used;  /* listener: jti hashes stored */
 
     /* counters of dead workers, folded in by the master on repair */
     _Atomic uint64_t retired_handshakes;

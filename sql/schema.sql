@@ -97,10 +97,12 @@ BEGIN
        AND NEW.seat_capacity IS NOT NULL THEN
         booked := OLD.seat_capacity - OLD.available_seats;
         IF NEW.seat_capacity < booked THEN
-            RAISE EXCEPTION 'cannot set capacity of event % to %: % seats are booked',
+            RAISE EXCEPTION
+                'cannot set capacity of event % to %: % seats are booked',
                 OLD.id, NEW.seat_capacity, booked
                 USING ERRCODE = 'check_violation',
-                      HINT = 'Cancel bookings first, or choose a larger capacity.';
+                      HINT = 'Cancel bookings first, or keep a larger '
+                             'capacity.';
         END IF;
         NEW.available_seats := NEW.seat_capacity - booked;
     END IF;

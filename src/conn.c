@@ -860,16 +860,6 @@ serve_plain(struct sc_conn *c, const struct sc_handshake *hs)
     free(body);
 }
 
-static uint64_t
-hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-    for (; *s; s++) {
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    }
-    return h ? h : 1;
-}
 
 /*
  * Verifies the token.  Returns NULL when valid (claims filled), else the
@@ -898,6 +888,12 @@ authenticate(struct sc_conn *c, const struct sc_handshake *hs,
         SC_JWT_OK) {
         return "Invalid token";
     }
+    if (claims->jti[0] != '\0' &&
+        sc_registry_is_revoked(c->w->reg, sc_registry_hash_str(claims->jti))) {
+        *why = "token revoked";
+        sc_jwt_claims_fini(claims);
+        return "Invalid token";
+    }
     return NULL;
 }
 
@@ -912,7 +908,7 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
     c->flags |= SC_CONN_AUTHED;
     c->phase = SC_CONN_WS;
     c->exp = cl->exp;
-    c->jti_hash = cl->jti[0] ? hash_str(cl->jti) : 0;
+    c->jti_hash = cl->jti[0] ? sc_registry_hash_str(cl->jti) : 0;
     c->has_allowed = cl->has_events;
     c->allowed = cl->events;
     c->nallowed = (uint32_t)cl->nevents;
@@ -999,7 +995,7 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req,
     atomic_fetch_add_explicit(&w->slot->handshakes, 1, RELAXED);
     c->phase = SC_CONN_WS;
     if (fail == NULL && cfg->max_connections_per_user > 0) {
-        c->user_key = hash_str(claims.user);
+        c->user_key = sc_registry_hash_str(claims.user);
         int ok = sc_registry_user_add(w->reg, c->user_key, w->index,
                                       cfg->max_connections_per_user);
         if (ok == 1) {

@@ -24,6 +24,22 @@
  *   7519 5.1 leaves it to applications; issuers say "JWT" or "at+jwt");
  *   "kid", "jku", "jwk", "x5u", "x5c" are ignored: the configured key is
  *   the only key ever used.
+ *
+ * Claims:
+ * - exp, nbf: JSON numbers (integer or not) of magnitude <= 2^53 - 1; iat
+ *   is not looked at;
+ * - iss must equal the configured issuer; aud, a string or an array of
+ *   strings, must contain the configured audience.  Neither is looked at
+ *   when not configured (like most JWT libraries, unlike the letter of
+ *   RFC 7519 4.1.3, so that tokens of the booking API keep working);
+ * - the user is the first of sub, userId, id that is present and not
+ *   null; a wrong type there refuses the token, it does not fall through;
+ *   strings of 1..128 bytes without control bytes (they reach the log),
+ *   or integers (2^53 - 1 at most in magnitude) rendered in decimal;
+ * - jti: absent, null or a string of 0..128 bytes as above;
+ * - events: an array of ids (integers, or strings of 1..16 digits, leading
+ *   zeros allowed), each 1 .. 2^53 - 1; returned sorted without repeats
+ *   in one heap array sized to fit, which the caller owns.
  */
 #include "jwt.h"
 #include "base64.h"
@@ -387,7 +403,7 @@ jwt_fail(struct jwt_ctx *c, int rc, const char *why)
 static int
 jwt_split(struct jwt_ctx *c, const char *token, size_t len)
 {
-    const char *d1, *d2;
+    const char *end = token + len, *d1, *d2 = NULL;
 
     if (len == 0) {
         return jwt_fail(c, SC_JWT_EMALFORMED, "empty token");
@@ -396,10 +412,10 @@ jwt_split(struct jwt_ctx *c, const char *token, size_t len)
         return jwt_fail(c, SC_JWT_EMALFORMED, "token too long");
     }
     d1 = memchr(token, '.', len);
-    d2 =
-        d1 == NULL ? NULL : memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
-    if (d2 == NULL ||
-        memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL) {
+    if (d1 != NULL) {
+        d2 = memchr(d1 + 1, '.', (size_t)(end - d1 - 1));
+    }
+    if (d2 == NULL || memchr(d2 + 1, '.', (size_t)(end - d2 - 1)) != NULL) {
         return jwt_fail(c, SC_JWT_EMALFORMED, "not three parts");
     }
     c->token = token;
@@ -409,7 +425,7 @@ jwt_split(struct jwt_ctx *c, const char *token, size_t len)
     c->part[1] = d1 + 1;
     c->part_len[1] = (size_t)(d2 - d1 - 1);
     c->part[2] = d2 + 1;
-    c->part_len[2] = len - (size_t)(d2 + 1 - token);
+    c->part_len[2] = (size_t)(end - d2 - 1);
     return 0;
 }
 
@@ -1028,13 +1044,14 @@ static int
 jwt_append_b64(const uint8_t *src, size_t len, char *out, size_t cap,
                size_t *pos)
 {
-    char tmp[SC_BASE64_ENCODED_LEN(EVP_MAX_MD_SIZE) + 1];
     long n;
 
     if (*pos >= cap) {
         return -1;
     }
     if (len <= EVP_MAX_MD_SIZE) {
+        char tmp[SC_BASE64_ENCODED_LEN(EVP_MAX_MD_SIZE) + 1];
+
         n = sc_base64_encode(src, len, tmp, sizeof(tmp), true);
         if (n < 0 || (size_t)n >= cap - *pos) {
             return -1;

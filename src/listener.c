@@ -53,6 +53,7 @@ enum step {
     STEP_PROBE,     /* LISTEN probe; NOTIFY probe: waiting for it */
     STEP_LISTEN,    /* LISTEN channel */
     STEP_SNAPSHOT,  /* SELECT from seatcast_seat_state */
+    STEP_REVOKED,   /* SELECT from seatcast_revoked_tokens */
     STEP_READY      /* applying notifications */
 };
 
@@ -170,23 +171,17 @@ publish(struct listener *l, const struct sc_event_entry *e, uint32_t kind,
     }
 }
 
-static uint64_t
-hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a, as the workers do */
-
-    for (; *s; s++) {
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    }
-    return h ? h : 1;
-}
 
 static void
 publish_revocation(struct listener *l, const char *jti)
 {
     struct sc_ring_msg m;
-    uint64_t h = hash_str(jti);
+    uint64_t h = sc_registry_hash_str(jti);
 
+    if (sc_registry_revoke(l->reg, h) < 0) {
+        sc_log(SC_LOG_ERR, "revoked token set is full: a revoked token "
+               "could be used again for new connections");
+    }
     memset(&m, 0, offsetof(struct sc_ring_msg, frame));
     m.kind = SC_CHANGE_TOKEN_REVOKED;
     memcpy(m.frame, &h, sizeof(h));
@@ -436,6 +431,13 @@ next_step(struct listener *l)
         }
         return;
     case STEP_SNAPSHOT:
+        if (send_step(l, STEP_REVOKED,
+                      "SELECT jti FROM seatcast_revoked_tokens WHERE "
+                      "expires_at IS NULL OR expires_at > now()") != 0) {
+            drop_connection(l, PQerrorMessage(l->pg));
+        }
+        return;
+    case STEP_REVOKED:
         l->step = STEP_READY;
         l->backoff_ms = 0;
         l->first = false;
@@ -483,6 +485,10 @@ on_result(struct listener *l, PGresult *r)
             snprintf(why, sizeof(why), "could not read seatcast_seat_state "
                      "(is sql/notify.sql installed?): %s",
                      PQresultErrorMessage(r));
+        } else if (l->step == STEP_REVOKED) {
+            snprintf(why, sizeof(why), "could not read "
+                     "seatcast_revoked_tokens (is sql/notify.sql "
+                     "installed?): %s", PQresultErrorMessage(r));
         }
         drop_connection(l, why);
         return -1;
@@ -495,6 +501,17 @@ on_result(struct listener *l, PGresult *r)
     }
     if (l->step == STEP_SNAPSHOT) {
         apply_snapshot(l, r);
+    }
+    if (l->step == STEP_REVOKED) {
+        for (int i = 0; i < PQntuples(r); i++) {
+            if (!PQgetisnull(r, i, 0) &&
+                sc_registry_revoke(l->reg,
+                                   sc_registry_hash_str(PQgetvalue(r, i, 0))) <
+                    0) {
+                sc_log(SC_LOG_ERR, "revoked token set is full");
+                break;
+            }
+        }
     }
     return 0;
 }

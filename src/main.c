@@ -13,9 +13,11 @@
 #include <string.h>
 
 #include "config.h"
+#include "jwt.h"
 #include "log.h"
 #include "master.h"
 #include "proc.h"
+#include "secret.h"
 #include "stats.h"
 #include "token_cli.h"
 
@@ -41,6 +43,7 @@ int
 main(int argc, char **argv)
 {
     struct sc_config *cfg;
+    struct sc_jwt_keys *keys;
     char err[1024], **args;
     int status;
 
@@ -70,6 +73,14 @@ main(int argc, char **argv)
         printf("seatcast %s\n", SC_VERSION);
         return 0;
     }
+    /* the keys now, so that a missing secret is a clear exit 2 rather
+     * than workers failing one after another */
+    keys = sc_secret_load_keys(cfg, err, sizeof(err));
+    if (keys == NULL) {
+        fprintf(stderr, "seatcast: %s\n", err);
+        return 2;
+    }
+    sc_jwt_keys_free(keys);
     if (cfg->test_only) {
         printf("seatcast: configuration ok\n");
         return 0;

@@ -48,9 +48,8 @@ static const struct field_desc field_desc[F_COUNT] = {
     {"availableSeats", "missing field availableSeats",
      "invalid field availableSeats", "availableSeats out of range",
      "duplicate field availableSeats"},
-    {"seatCapacity", "missing field seatCapacity",
-     "invalid field seatCapacity", "seatCapacity out of range",
-     "duplicate field seatCapacity"},
+    {"seatCapacity", "missing field seatCapacity", "invalid field seatCapacity",
+     "seatCapacity out of range", "duplicate field seatCapacity"},
     {"version", "missing field version", "invalid field version",
      "version out of range", "duplicate field version"},
     {"ts", "missing field ts", "invalid field ts", "ts out of range",
@@ -458,8 +457,8 @@ get_event_id(const struct slot *s, uint64_t *id, const char **reason)
     if (s->item != NULL && cJSON_IsString(s->item)) {
         /* the raw text, quotes excluded: escapes are not digits */
         r = s->len >= 2 && s->raw[1] != '-'
-                ? parse_digits(s->raw + 1, s->len - 2,
-                               SC_NOTIFY_EVENT_ID_MAX, &v)
+                ? parse_digits(s->raw + 1, s->len - 2, SC_NOTIFY_EVENT_ID_MAX,
+                               &v)
                 : -1;
         if (r == -1) {
             return fail(reason, d->invalid, SC_NOTIFY_EFIELD);
@@ -620,8 +619,7 @@ sc_notify_parse(const char *payload, size_t len, struct sc_notify *out,
     }
     if (!only_ws_left(end, buf, len)) {
         cJSON_Delete(root);
-        return fail(reason, "trailing data after JSON object",
-                    SC_NOTIFY_EJSON);
+        return fail(reason, "trailing data after JSON object", SC_NOTIFY_EJSON);
     }
     memset(slots, 0, sizeof(slots));
     rc = collect(root, buf, len, slots, reason);

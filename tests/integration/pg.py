@@ -208,8 +208,9 @@ class PgCluster:
         Keeps the port across restarts so that a conninfo stays valid; a
         first start retries with another port if the picked one is taken.
         """
-        if self._running:
+        if self._running and self.pid() is not None:
             return self
+        self._reap()
         if not self._initialized:
             self._initdb()
         attempts = 3 if self.port is None else 1
@@ -244,6 +245,7 @@ class PgCluster:
                 return True
             time.sleep(0.05)
         self._force_stop()
+        self._reap()
         return False
 
     def is_ready(self):
@@ -302,6 +304,12 @@ class PgCluster:
     def _force_stop(self):
         pid = self.pid()
         if pid is None:
+            # no pid file yet: the postmaster is still in runuser's group
+            if self._proc is not None and self._proc.poll() is None:
+                try:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             return
         victims = [pid] + _children(pid)
         for p in victims:

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define JTI128                                                                 \
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"       \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"         \
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 struct ok_case {
@@ -106,19 +106,19 @@ struct bad_case {
 
 /* A complete, valid seat_update with one member replaced. */
 #define SU_ID(v)                                                               \
-    "{\"type\":\"seat_update\",\"eventId\":" v ",\"availableSeats\":1,"       \
+    "{\"type\":\"seat_update\",\"eventId\":" v ",\"availableSeats\":1,"        \
     "\"seatCapacity\":2,\"version\":3}"
 #define SU_AV(v)                                                               \
     "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":" v ","        \
     "\"seatCapacity\":2147483647,\"version\":3}"
 #define SU_CAP(v)                                                              \
-    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"           \
+    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"            \
     "\"seatCapacity\":" v ",\"version\":3}"
 #define SU_VER(v)                                                              \
-    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"           \
+    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"            \
     "\"seatCapacity\":2,\"version\":" v "}"
 #define SU_TS(v)                                                               \
-    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"           \
+    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":0,"            \
     "\"seatCapacity\":2,\"version\":3,\"ts\":" v "}"
 #define TR_JTI(v) "{\"type\":\"token_revoked\",\"jti\":" v "}"
 #define VALID SU_ID("1")
@@ -182,8 +182,7 @@ static const struct bad_case bad_cases[] = {
      "\"seatCapacity\":2}",
      EM, "missing field version"},
     {"{\"type\":\"event_deleted\"}", EM, "missing field eventId"},
-    {"{\"type\":\"event_deleted\",\"version\":1}", EM,
-     "missing field eventId"},
+    {"{\"type\":\"event_deleted\",\"version\":1}", EM, "missing field eventId"},
     {"{\"type\":\"token_revoked\"}", EM, "missing field jti"},
     {"{\"type\":\"token_revoked\",\"eventId\":1}", EM, "missing field jti"},
     /* eventId */
@@ -384,8 +383,7 @@ START_TEST(every_prefix)
 
     for (size_t len = 0; len < sizeof(p) - 1; len++) {
         reason = NULL;
-        ck_assert_int_eq(sc_notify_parse(p, len, &n, &reason),
-                         SC_NOTIFY_EJSON);
+        ck_assert_int_eq(sc_notify_parse(p, len, &n, &reason), SC_NOTIFY_EJSON);
         ck_assert_ptr_nonnull(reason);
     }
     ck_assert_int_eq(sc_notify_parse(p, sizeof(p) - 1, &n, &reason), 0);
@@ -438,8 +436,7 @@ START_TEST(type_names)
                                         "token_revoked"};
 
     for (int t = 0; t < 5; t++) {
-        ck_assert_str_eq(sc_notify_type_name((enum sc_notify_type)t),
-                         names[t]);
+        ck_assert_str_eq(sc_notify_type_name((enum sc_notify_type)t), names[t]);
     }
     ck_assert_ptr_null(sc_notify_type_name((enum sc_notify_type)5));
 }
