@@ -87,7 +87,7 @@ struct sc_notify {
  *
  * Numbers must be written as integers: 1.5, 1e3, 1.0, -0, +1 and 01 are
  * refused, and a value is never rounded.  Members a type does not use are
- * ignored, as are unknown ones (payloads may grow); a used member given
+ * ignored, as are unknown ones (payloads may grow); a known member given
  * twice is an error.
  *
  * Returns 0, or a negative SC_NOTIFY_E* with *reason (if reason is not

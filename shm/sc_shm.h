@@ -64,7 +64,7 @@
 #include <stdint.h>
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 2u
+#define SC_SHM_VERSION 3u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -129,7 +129,7 @@ struct sc_shm_header {
     uint32_t worker_slot_size;
     int64_t start_time_ms;
     char name[64];   /* shm name */
-    char listen[64]; /* first listener, for display */
+    char listen[160]; /* first listener, for display */
 
     /* published state */
     _Atomic uint32_t ready;         /* master: 1 once filled (release) */
@@ -237,7 +237,7 @@ struct sc_user_entry {
     _Atomic uint32_t per[]; /* per worker */
 };
 
-_Static_assert(sizeof(struct sc_shm_header) <= 512, "header fits 512 bytes");
+_Static_assert(sizeof(struct sc_shm_header) <= 640, "header size");
 _Static_assert(sizeof(struct sc_worker_slot) <= 512, "worker slot size");
 _Static_assert(sizeof(struct sc_event_entry) == 40, "event entry size");
 _Static_assert(sizeof(struct sc_ring_slot) % 8 == 0, "ring slot alignment");

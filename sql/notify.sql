@@ -48,8 +48,10 @@
 --     "seatcast_..." sorts after schema.sql's "bookings_adjust_seats".  A
 --     BEFORE ROW trigger or an AFTER ROW trigger whose name sorts earlier
 --     is fine.  If your application updates events itself in a separate
---     statement, that update is reported as seat_update (the count is still
---     right; only the booking_* label is lost).
+--     statement after the INSERT, the booking_created sent for the INSERT
+--     repeats the previous version (seatcast ignores it) and the update is
+--     reported as seat_update: counts stay right, the booking_* label is
+--     lost.
 --
 -- The channel: change the string in seatcast_channel() (lowercase, as
 -- LISTEN folds unquoted names) and give seatcast the same --channel.
@@ -91,7 +93,7 @@
 --
 -- Payloads are json_build_object() output: valid JSON, keys as above,
 -- about 150 bytes.  NOTIFY drops identical payloads within a transaction;
--- ours differ by version.  Every function pins the search_path it was
+-- ours differ by version (token_revoked by jti).  Every function pins the search_path it was
 -- created with, so that the triggers work whatever the booking
 -- application's search_path is.  TRUNCATE fires no row trigger and is not
 -- reported.

@@ -1188,6 +1188,13 @@ sc_config_parse_argv(struct sc_config *cfg, int argc, char **argv, char *err,
     }
     if (config_seen &&
         sc_config_load_file(cfg, cfg->config_file, err, errlen) < 0) {
+        /* an unreadable file is the flag's problem: name the flag; an
+         * error inside the file already names FILE:LINE */
+        if (strstr(err, ": could not read") != NULL) {
+            char tmp[1024];
+            snprintf(tmp, sizeof(tmp), "%s", err);
+            snprintf(err, errlen, "--config: %s", tmp);
+        }
         return -1;
     }
     return scan_argv(cfg, 1, argc, argv, &config_seen, err, errlen);

@@ -916,11 +916,13 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
     c->deadline_ms = sc_mono_ms() + (uint64_t)w->cfg->ping_interval * 1000;
     atomic_fetch_add_explicit(&w->slot->clients, 1, RELAXED);
     sc_proto_client_id(cid, sizeof(cid), sc_wall_ms(), sc_worker_random(w));
-    sc_log(SC_LOG_INFO, "client %s connected: user %s, from %s, %s%llu", cid,
-           cl->user, addr,
-           hs->route == SC_ROUTE_WS_EVENT ? "event " : "general",
-           (unsigned long long)(hs->route == SC_ROUTE_WS_EVENT ? hs->event_id
-                                                                : 0));
+    if (hs->route == SC_ROUTE_WS_EVENT) {
+        sc_log(SC_LOG_INFO, "client %s connected: user %s, from %s, event %llu",
+               cid, cl->user, addr, (unsigned long long)hs->event_id);
+    } else {
+        sc_log(SC_LOG_INFO, "client %s connected: user %s, from %s", cid,
+               cl->user, addr);
+    }
     if (send_text(c, msg,
                   sc_proto_connection_established(
                       msg, sizeof(msg), cid,

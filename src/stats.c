@@ -239,6 +239,11 @@ sc_stats_main(int argc, char **argv)
                 rc == SC_REG_ENOENT ? " (is seatcast running?)" : "");
         return 1;
     }
+    if (!sc_registry_owner_alive(reg.hdr->owner_pid)) {
+        fprintf(stderr, "seatcast stats: the master (pid %d) of \"%s\" is "
+                "not running; showing its last state\n",
+                reg.hdr->owner_pid, name);
+    }
     if (json) {
         cJSON *root = registry_json(&reg);
         char *s = cJSON_PrintUnformatted(root);

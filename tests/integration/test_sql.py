@@ -640,6 +640,23 @@ def test_notify_multi_row_and_multi_statement_transactions(db):
                                 ("booking_cancelled", 6, 12, 6)]
 
 
+def test_notify_upsert_keeps_marker_balanced(db):
+    """INSERT ... ON CONFLICT fires statement triggers for both verbs."""
+    e = db.event(10)
+    b = db.book(e, 1)
+    notes, _ = db.notified(
+        "BEGIN;\n"
+        "INSERT INTO bookings (id, event_id, user_id, seats) "
+        "VALUES (%d, %d, 1, 1) ON CONFLICT (id) DO UPDATE SET seats = 3;\n"
+        "INSERT INTO bookings (event_id, user_id) VALUES (%d, 2) "
+        "ON CONFLICT (id) DO NOTHING;\n"
+        "UPDATE events SET seat_capacity = 11 WHERE id = %d;\n"
+        "COMMIT;" % (b, e, e, e))
+    assert [(p["type"], p["availableSeats"], p["version"]) for p in notes] == [
+        ("seat_update", 7, 2), ("booking_created", 6, 3),
+        ("seat_update", 7, 4)]
+
+
 def test_notify_after_failed_booking_in_savepoint(db):
     e = db.event(1)
     db.book(e, 1)

@@ -1073,8 +1073,8 @@ START_TEST(config_file_errors_from_argv)
 
     fresh(&c);
     ck_assert_int_eq(PARSE(&c, err, "-c", "/nonexistent/seatcast.conf"), -1);
-    ck_assert_str_eq(err, "/nonexistent/seatcast.conf: could not read: No "
-                          "such file or directory");
+    ck_assert_str_eq(err, "--config: /nonexistent/seatcast.conf: could not "
+                          "read: No such file or directory");
     write_conf(path, sizeof(path), "workers = 2\nmax-events = x\n");
     fresh(&c);
     ck_assert_int_eq(PARSE(&c, err, "--workers=3", "-c", path), -1);
