@@ -48,7 +48,7 @@ HEADERS   = $(wildcard include/*.h shm/*.h)
 DEB_BUILD = gcc make pkg-config libevent-dev libssl-dev libcjson-dev \
             libpq-dev check
 DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
-            nginx-light mandoc clang libclang-rt-14-dev valgrind \
+            nginx-light mandoc clang libclang-rt-14-dev valgrind chromium \
             procps
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define SC_PROTO_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
-#define SC_PROTO_MSG_MAX 512 /* room for any message but stats/errors */
+#define SC_PROTO_MSG_MAX 640 /* room for any server message */
 
 enum sc_msg_type {
     SC_MSG_SUBSCRIBE = 1,

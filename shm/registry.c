@@ -578,13 +578,35 @@ sc_registry_ring_read(const struct sc_registry *reg, uint64_t seq,
 /* ------------------------------------------------------------------ */
 /* Users                                                                */
 
+/* True if nobody is counted in u (a slot that may take another key). */
+static bool
+user_idle(const struct sc_registry *reg, struct sc_user_entry *u)
+{
+    if (atomic_load_explicit(&u->total, RELAXED) != 0) {
+        return false;
+    }
+    for (uint32_t w = 0; w < reg->hdr->nworkers; w++) {
+        if (atomic_load_explicit(&u->per[w], RELAXED) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Finds key's entry; with claim, takes a free slot or, when the probe
+ * ends without one, reuses an idle slot of another key met on the way,
+ * so that users who come and go never fill the table.
+ */
 static struct sc_user_entry *
 user_find(struct sc_registry *reg, uint64_t key, bool claim)
 {
     uint32_t mask = reg->hdr->user_slots - 1;
-    uint32_t i = (uint32_t)mix64(key) & mask;
+    struct sc_user_entry *idle = NULL;
+    uint32_t i;
 
-    key = key ? key : 1; /* 0 marks a free slot */
+    key = key ? key : 1; /* 0 marks a free slot: map it before hashing */
+    i = (uint32_t)mix64(key) & mask;
     for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
         struct sc_user_entry *u = user_at(reg, i);
         uint64_t k = atomic_load_explicit(&u->key, ACQUIRE);
@@ -603,29 +625,69 @@ user_find(struct sc_registry *reg, uint64_t key, bool claim)
             if (expect == key) {
                 return u;
             }
+            continue;
+        }
+        if (claim && idle == NULL && user_idle(reg, u)) {
+            idle = u;
+        }
+    }
+    if (idle != NULL) {
+        uint64_t old = atomic_load_explicit(&idle->key, ACQUIRE);
+        if (user_idle(reg, idle) &&
+            atomic_compare_exchange_strong(&idle->key, &old, key)) {
+            return idle;
         }
     }
     return NULL;
+}
+
+/* Decrements *v unless it is 0 (a repaired count never wraps). */
+static void
+dec_sat32(_Atomic uint32_t *v)
+{
+    uint32_t cur = atomic_load_explicit(v, RELAXED);
+
+    while (cur != 0 && !atomic_compare_exchange_weak(v, &cur, cur - 1)) {
+    }
 }
 
 int
 sc_registry_user_add(struct sc_registry *reg, uint64_t key, unsigned w,
                      uint32_t limit)
 {
-    struct sc_user_entry *u = user_find(reg, key, true);
-    uint32_t cur;
+    uint64_t want = key ? key : 1;
 
-    if (u == NULL) {
-        return -1;
-    }
-    cur = atomic_load_explicit(&u->total, RELAXED);
-    do {
-        if (limit != 0 && cur >= limit) {
-            return 0;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct sc_user_entry *u = user_find(reg, key, true);
+        uint32_t cur;
+
+        if (u == NULL) {
+            return -1;
         }
-    } while (!atomic_compare_exchange_weak(&u->total, &cur, cur + 1));
-    atomic_fetch_add_explicit(&u->per[w], 1, RELAXED);
-    return 1;
+        /* per[w] first: a worker killed between the two steps leaves
+         * per[w] counted, which the repair clears exactly */
+        atomic_fetch_add_explicit(&u->per[w], 1, RELAXED);
+        cur = atomic_load_explicit(&u->total, RELAXED);
+        do {
+            if (limit != 0 && cur >= limit) {
+                dec_sat32(&u->per[w]);
+                if (atomic_load_explicit(&u->key, ACQUIRE) != want) {
+                    break; /* the slot changed hands: look again */
+                }
+                return 0;
+            }
+        } while (!atomic_compare_exchange_weak(&u->total, &cur, cur + 1));
+        if (limit != 0 && cur >= limit) {
+            continue;
+        }
+        if (atomic_load_explicit(&u->key, ACQUIRE) == want) {
+            return 1;
+        }
+        /* reused for another key meanwhile: undo and retry */
+        dec_sat32(&u->total);
+        dec_sat32(&u->per[w]);
+    }
+    return -1;
 }
 
 void
@@ -636,8 +698,8 @@ sc_registry_user_del(struct sc_registry *reg, uint64_t key, unsigned w)
     if (u == NULL || atomic_load_explicit(&u->per[w], RELAXED) == 0) {
         return;
     }
-    atomic_fetch_sub_explicit(&u->per[w], 1, RELAXED);
-    atomic_fetch_sub_explicit(&u->total, 1, RELAXED);
+    dec_sat32(&u->total);
+    dec_sat32(&u->per[w]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -653,9 +715,10 @@ int
 sc_registry_revoke(struct sc_registry *reg, uint64_t hash)
 {
     uint32_t mask = reg->hdr->revoked_slots - 1;
-    uint32_t i = (uint32_t)mix64(hash) & mask;
+    uint32_t i;
 
     hash = hash ? hash : 1;
+    i = (uint32_t)mix64(hash) & mask;
     for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
         _Atomic uint64_t *slot = revoked_at(reg, i);
         uint64_t k = atomic_load_explicit(slot, RELAXED);
@@ -680,9 +743,10 @@ bool
 sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash)
 {
     uint32_t mask = reg->hdr->revoked_slots - 1;
-    uint32_t i = (uint32_t)mix64(hash) & mask;
+    uint32_t i;
 
     hash = hash ? hash : 1;
+    i = (uint32_t)mix64(hash) & mask;
     for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
         uint64_t k = atomic_load_explicit(revoked_at(reg, i), ACQUIRE);
         if (k == hash) {
@@ -702,33 +766,85 @@ sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash)
     atomic_fetch_add_explicit(&h->retired_##field,                             \
                               atomic_exchange(&s->field, 0), RELAXED)
 
+/* Sum of an event's per-worker subscriber counts. */
+static uint32_t
+subs_sum(const struct sc_registry *reg, struct sc_event_entry *e)
+{
+    uint32_t sum = 0;
+
+    for (uint32_t w = 0; w < reg->hdr->nworkers; w++) {
+        sum += atomic_load_explicit(&e->subs[w], RELAXED);
+    }
+    return sum;
+}
+
+static uint32_t
+user_sum(const struct sc_registry *reg, struct sc_user_entry *u)
+{
+    uint32_t sum = 0;
+
+    for (uint32_t w = 0; w < reg->hdr->nworkers; w++) {
+        sum += atomic_load_explicit(&u->per[w], RELAXED);
+    }
+    return sum;
+}
+
+/* Sets *v from `seen` to `want` unless a writer moved it meanwhile. */
+static bool
+fix32(_Atomic uint32_t *v, uint32_t seen, uint32_t want)
+{
+    return seen != want && atomic_compare_exchange_strong(v, &seen, want);
+}
+
+static uint64_t
+count_watched(const struct sc_registry *reg)
+{
+    uint64_t n = 0;
+
+    for (uint32_t i = 0; i < reg->hdr->event_slots; i++) {
+        struct sc_event_entry *e = sc_registry_event_at(reg, i);
+        if (atomic_load_explicit(&e->id, RELAXED) != 0 &&
+            atomic_load_explicit(&e->subs_total, RELAXED) != 0) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * The per-worker counts are the truth: a worker killed between the steps
+ * of an update may leave subs_total, events_watched or a user's total
+ * off, so the repair recomputes them from what the live workers hold
+ * instead of subtracting.  A live worker's update racing with the repair
+ * can leave a difference of one, which sc_registry_audit() fixes.
+ */
 void
 sc_registry_repair_worker(struct sc_registry *reg, unsigned w)
 {
     struct sc_shm_header *h = reg->hdr;
     struct sc_worker_slot *s = sc_registry_worker(reg, w);
+    uint64_t watched;
 
     for (uint32_t i = 0; i < h->event_slots; i++) {
         struct sc_event_entry *e = sc_registry_event_at(reg, i);
-        uint32_t n;
         if (atomic_load_explicit(&e->id, RELAXED) == 0) {
             continue;
         }
-        n = atomic_exchange(&e->subs[w], 0);
-        if (n != 0 && atomic_fetch_sub(&e->subs_total, n) == n) {
-            atomic_fetch_sub(&h->events_watched, 1);
-        }
+        atomic_store(&e->subs[w], 0);
+        fix32(&e->subs_total, atomic_load(&e->subs_total), subs_sum(reg, e));
+    }
+    watched = atomic_load(&h->events_watched);
+    uint64_t want = count_watched(reg);
+    if (watched != want) {
+        atomic_compare_exchange_strong(&h->events_watched, &watched, want);
     }
     for (uint32_t i = 0; i < h->user_slots; i++) {
         struct sc_user_entry *u = user_at(reg, i);
-        uint32_t n;
         if (atomic_load_explicit(&u->key, RELAXED) == 0) {
             continue;
         }
-        n = atomic_exchange(&u->per[w], 0);
-        if (n != 0) {
-            atomic_fetch_sub(&u->total, n);
-        }
+        atomic_store(&u->per[w], 0);
+        fix32(&u->total, atomic_load(&u->total), user_sum(reg, u));
     }
     FOLD(handshakes);
     FOLD(handshake_failures);
@@ -743,6 +859,70 @@ sc_registry_repair_worker(struct sc_registry *reg, unsigned w)
     atomic_store(&s->heartbeat_ms, 0);
     atomic_store(&s->state, SC_STATE_EMPTY);
     atomic_store(&s->pid, 0);
+}
+
+/* Waits ~200 us: long enough for any update in flight to finish. */
+static void
+settle(void)
+{
+    struct timespec ts = {0, 200000};
+
+    nanosleep(&ts, NULL);
+}
+
+unsigned
+sc_registry_audit(struct sc_registry *reg)
+{
+    struct sc_shm_header *h = reg->hdr;
+    unsigned fixed = 0;
+    uint64_t watched, want;
+
+    /* a difference seen twice, with the same values, is not an update in
+     * flight but one that a killed writer left half done */
+    for (uint32_t i = 0; i < h->event_slots; i++) {
+        struct sc_event_entry *e = sc_registry_event_at(reg, i);
+        uint32_t t, sum;
+        if (atomic_load_explicit(&e->id, RELAXED) == 0) {
+            continue;
+        }
+        t = atomic_load(&e->subs_total);
+        sum = subs_sum(reg, e);
+        if (t == sum) {
+            continue;
+        }
+        settle();
+        if (atomic_load(&e->subs_total) == t && subs_sum(reg, e) == sum) {
+            fixed += fix32(&e->subs_total, t, sum);
+        }
+    }
+    for (uint32_t i = 0; i < h->user_slots; i++) {
+        struct sc_user_entry *u = user_at(reg, i);
+        uint32_t t, sum;
+        if (atomic_load_explicit(&u->key, RELAXED) == 0) {
+            continue;
+        }
+        t = atomic_load(&u->total);
+        sum = user_sum(reg, u);
+        if (t == sum) {
+            continue;
+        }
+        settle();
+        if (atomic_load(&u->total) == t && user_sum(reg, u) == sum) {
+            fixed += fix32(&u->total, t, sum);
+        }
+    }
+    watched = atomic_load(&h->events_watched);
+    want = count_watched(reg);
+    if (watched != want) {
+        settle();
+        if (atomic_load(&h->events_watched) == watched &&
+            count_watched(reg) == want &&
+            atomic_compare_exchange_strong(&h->events_watched, &watched,
+                                           want)) {
+            fixed++;
+        }
+    }
+    return fixed;
 }
 
 void
@@ -802,7 +982,7 @@ sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t)
 uint64_t
 sc_registry_hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a offset basis */
 
     for (; *s; s++) {
         h = (h ^ (uint8_t)*s) * 1099511628211ULL;

@@ -160,6 +160,15 @@ int sc_registry_ring_read(const struct sc_registry *reg, uint64_t seq,
  */
 void sc_registry_repair_worker(struct sc_registry *reg, unsigned w);
 
+/*
+ * Finds totals that disagree with the per-worker counts they sum
+ * (subs_total, a user's total, events_watched) and, if the difference
+ * persists (not an update in flight), sets them right.  Returns how many
+ * were fixed.  Master, periodically: heals what a writer killed between
+ * two steps of an update left behind.
+ */
+unsigned sc_registry_audit(struct sc_registry *reg);
+
 /* Clears the listener slot's pid and state (counters kept).  Master. */
 void sc_registry_repair_listener(struct sc_registry *reg);
 

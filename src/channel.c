@@ -58,7 +58,7 @@ sc_channel_recv_fd(int ch, struct sc_channel_msg *msg, int *fd)
 {
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(8 * sizeof(int))];
     } ctl;
     struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
     struct msghdr mh = {.msg_iov = &iov,
@@ -79,13 +79,27 @@ sc_channel_recv_fd(int ch, struct sc_channel_msg *msg, int *fd)
     if (n == 0) {
         return SC_CHANNEL_EOF;
     }
+    /* take every descriptor that came, keep one, close the rest: none
+     * may leak, whatever a confused peer sent */
+    int extra = 0;
     for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int))) {
-            memcpy(fd, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfds; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (*fd < 0) {
+                *fd = got;
+            } else {
+                close(got);
+                extra++;
+            }
         }
     }
-    if ((size_t)n != sizeof(*msg) || (mh.msg_flags & MSG_CTRUNC)) {
+    if ((size_t)n != sizeof(*msg) || extra > 0 ||
+        (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
         if (*fd >= 0) {
             close(*fd);
             *fd = -1;

@@ -1002,10 +1002,13 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req,
                                       cfg->max_connections_per_user);
         if (ok == 1) {
             c->flags |= SC_CONN_USER;
+        } else if (ok < 0) {
+            /* a full table must not lock users out: admit, uncounted */
+            sc_log(SC_LOG_WARN, "user table full: user %s admitted without "
+                   "a per-user count", claims.user);
         } else {
-            sc_log(SC_LOG_WARN, "refused user %s from %s: %s", claims.user,
-                   addr, ok == 0 ? "too many connections"
-                                 : "user table full");
+            sc_log(SC_LOG_WARN, "refused user %s from %s: too many "
+                   "connections", claims.user, addr);
             sc_jwt_claims_fini(&claims);
             sc_conn_close_ws(c, 1008, "Too many connections");
             return 1;

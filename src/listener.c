@@ -89,9 +89,7 @@ mark_wake(struct listener *l, const struct sc_event_entry *e)
 {
     struct sc_event_entry *m = (struct sc_event_entry *)(uintptr_t)e;
 
-    if (atomic_load_explicit(&m->subs_total, RELAXED) == 0) {
-        return;
-    }
+    /* the per-worker counts, not subs_total: they are the truth */
     for (unsigned w = 0; w < l->ctx->nworkers; w++) {
         if (atomic_load_explicit(&m->subs[w], RELAXED) != 0) {
             l->wake[w] = true;

@@ -46,6 +46,7 @@
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 5000
 #define YOUNG_DEATH_MS 2000
+#define AUDIT_INTERVAL_MS 2000
 
 struct child {
     pid_t pid;           /* 0 when not running */
@@ -71,6 +72,7 @@ struct master {
     struct child listener;
     bool stopping;
     uint64_t stop_deadline;
+    uint64_t next_audit; /* monotonic ms */
     pid_t self;
 };
 
@@ -705,6 +707,14 @@ master_loop(struct master *m, const sigset_t *orig)
             }
         }
         respawn_due(m, now);
+        if (now >= m->next_audit) {
+            unsigned fixed = sc_registry_audit(&m->reg);
+            m->next_audit = now + AUDIT_INTERVAL_MS;
+            if (fixed > 0) {
+                sc_log(SC_LOG_WARN, "registry audit corrected %u totals "
+                       "left half-updated by a killed process", fixed);
+            }
+        }
     }
 }
 

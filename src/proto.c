@@ -91,6 +91,26 @@ parse_event_id(const cJSON *v, uint64_t *out)
     return SC_PROTO_OK;
 }
 
+/*
+ * Copies as much of s as fits, cut at a UTF-8 character boundary so that
+ * the error message echoing it stays valid UTF-8.
+ */
+static void
+copy_utf8_prefix(char *out, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= cap) {
+        n = cap - 1;
+        /* back off over continuation bytes (10xxxxxx) to a lead byte */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+            n--;
+        }
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 static int
 classify(const cJSON *root, struct sc_client_msg *out)
 {
@@ -112,11 +132,32 @@ classify(const cJSON *root, struct sc_client_msg *out)
         out->type = SC_MSG_GET_STATS;
         return SC_PROTO_OK;
     } else {
-        snprintf(out->bad_type, sizeof(out->bad_type), "%s", t);
+        copy_utf8_prefix(out->bad_type, sizeof(out->bad_type), t);
         return SC_PROTO_UNKNOWN_TYPE;
     }
     return parse_event_id(cJSON_GetObjectItemCaseSensitive(root, "eventId"),
                           &out->event_id);
+}
+
+/*
+ * True if the text holds a \u0000 escape: cJSON would end the string
+ * there, so "ping\u0000x" would read as "ping".  Outside strings valid
+ * JSON has no backslash, so pairs can be skipped without tracking quotes.
+ */
+static bool
+has_nul_escape(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') {
+            continue;
+        }
+        if (text[i + 1] == 'u' && i + 5 < len &&
+            memcmp(text + i + 2, "0000", 4) == 0) {
+            return true;
+        }
+        i++; /* skip the escaped character */
+    }
+    return false;
 }
 
 int
@@ -127,6 +168,9 @@ sc_proto_parse(const char *text, size_t len, struct sc_client_msg *out)
     int rc;
 
     memset(out, 0, sizeof(*out));
+    if (has_nul_escape(text, len)) {
+        return SC_PROTO_INVALID_JSON;
+    }
     root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (root == NULL) {
         return SC_PROTO_INVALID_JSON;
@@ -171,7 +215,7 @@ static long
 error_msg(char *out, size_t cap, const char *code, const char *message,
           uint64_t now_ms)
 {
-    char ts[25], esc[400];
+    char ts[25], esc[6 * 128 + 1]; /* every byte may become \u00XX */
 
     if (json_escape(esc, sizeof(esc), message) < 0) {
         return -1;
