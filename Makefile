@@ -49,6 +49,7 @@ DEB_BUILD = gcc make pkg-config libevent-dev libssl-dev libcjson-dev \
             libpq-dev check
 DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
             nginx-light mandoc clang libclang-rt-14-dev valgrind chromium \
+            prometheus \
             procps
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
@@ -125,15 +126,34 @@ deps:
 	        --no-install-recommends $$missing; \
 	fi
 
+# UNITDIR (systemd units) and DOCDIR may be given on the command line;
+# the unit's paths follow SBINDIR and SYSCONFDIR.  An existing
+# $(SYSCONFDIR)/seatcast/seatcast.conf is kept; the new one goes next to
+# it as seatcast.conf.dist.
 install: $(BUILD)/seatcast
+	@unitdir='$(or $(UNITDIR),$(PREFIX)/lib/systemd/system)'; \
+	docdir='$(or $(DOCDIR),$(PREFIX)/share/doc/seatcast)'; \
+	set -ex; \
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DATADIR)/sql \
-	    $(DESTDIR)$(SYSCONFDIR)/seatcast
-	install -m 755 $(BUILD)/seatcast $(DESTDIR)$(SBINDIR)/seatcast
-	install -m 644 man/seatcast.8 $(DESTDIR)$(MANDIR)/man8/seatcast.8
-	install -m 644 man/seatcast.conf.5 $(DESTDIR)$(MANDIR)/man5/seatcast.conf.5
-	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
-	install -m 644 etc/seatcast.conf $(DESTDIR)$(SYSCONFDIR)/seatcast/seatcast.conf
+	    $(DESTDIR)$(SYSCONFDIR)/seatcast "$(DESTDIR)$$unitdir" \
+	    "$(DESTDIR)$$docdir/examples/nginx"; \
+	install -m 755 $(BUILD)/seatcast $(DESTDIR)$(SBINDIR)/seatcast; \
+	install -m 644 man/seatcast.8 $(DESTDIR)$(MANDIR)/man8/seatcast.8; \
+	install -m 644 man/seatcast.conf.5 $(DESTDIR)$(MANDIR)/man5/seatcast.conf.5; \
+	install -m 644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/; \
+	conf=$(DESTDIR)$(SYSCONFDIR)/seatcast/seatcast.conf; \
+	if [ -e "$$conf" ] && ! cmp -s etc/seatcast.conf "$$conf"; then \
+	    conf="$$conf.dist"; fi; \
+	install -m 644 etc/seatcast.conf "$$conf"; \
+	sed -e 's|/usr/sbin/seatcast|$(SBINDIR)/seatcast|g' \
+	    -e 's|/etc/seatcast/|$(SYSCONFDIR)/seatcast/|g' \
+	    -e 's|/etc/default/seatcast|$(SYSCONFDIR)/default/seatcast|g' \
+	    etc/systemd/seatcast.service > "$(DESTDIR)$$unitdir/seatcast.service"; \
+	chmod 644 "$(DESTDIR)$$unitdir/seatcast.service"; \
+	install -m 644 etc/nginx/seatcast.conf \
+	    "$(DESTDIR)$$docdir/examples/nginx/seatcast.conf"; \
+	install -m 644 etc/seatcast.conf "$(DESTDIR)$$docdir/examples/seatcast.conf"
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/
 PURE_MODS = http_req ws_handshake ws_frame utf8 jwt proto notify_msg base64
@@ -178,3 +198,6 @@ clean:
 demo: deps
 	$(MAKE) all node-deps
 	@etc/demo/demo.sh
+
+# make bench: the load generator and its driver (tests/bench/bench.mk)
+-include tests/bench/bench.mk

@@ -50,13 +50,17 @@ struct sc_sub {
     struct sc_sub *conn_next;         /* in the connection's list */
     struct sc_conn *conn;
     struct sc_wevent *ev;
+    int64_t min_version; /* changes up to this one are in its snapshot */
 };
 
 enum sc_conn_phase {
     SC_CONN_HTTP = 0, /* reading the request head */
     SC_CONN_WS,       /* upgraded */
     SC_CONN_CLOSING,  /* close frame sent: waiting for the peer's */
-    SC_CONN_FLUSH     /* last bytes queued: close once written */
+    SC_CONN_FLUSH,    /* last bytes queued: close once written */
+    SC_CONN_LINGER    /* written and shut down for writing: reading and
+                         dropping what the peer still sends, so that
+                         closing does not reset the connection */
 };
 
 #define SC_CONN_WANT_WRITE 0x01 /* write interest registered */

@@ -45,6 +45,7 @@
 #define RELAXED memory_order_relaxed
 #define CLOSE_WAIT_MS 2000  /* peer's close frame after ours */
 #define FLUSH_WAIT_MS 5000  /* last bytes of a closing connection */
+#define LINGER_MS 2000      /* reading the peer's leftovers after that */
 #define READS_PER_EVENT 4   /* fairness between connections */
 #define IOV_MAX_BATCH 64
 
@@ -253,8 +254,14 @@ flush_queue(struct sc_conn *c)
     }
     want_write(c, false);
     if (c->phase == SC_CONN_FLUSH) {
-        sc_conn_free(c);
-        return -1;
+        /* lingering close (as nginx does): closing with unread input
+         * would send RST, and the peer could lose what we just wrote */
+        if (shutdown(c->fd, SHUT_WR) != 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        c->phase = SC_CONN_LINGER;
+        c->deadline_ms = sc_mono_ms() + LINGER_MS;
     }
     return 0;
 }
@@ -391,7 +398,9 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
     if (c->phase != SC_CONN_WS) {
         return 0;
     }
-    if (f->merge_id != 0 && c->out_head != NULL) {
+    /* merge only for a client that is not reading (socket full): a
+     * batch queued for a writable socket keeps every seat_update */
+    if (f->merge_id != 0 && (c->flags & SC_CONN_WANT_WRITE)) {
         merge_pending(c, f->merge_id);
     }
     if (enqueue(c, f) != 0) {
@@ -609,11 +618,13 @@ subscribe(struct sc_conn *c, uint64_t id, bool quiet)
         return -1;
     }
     /* the snapshot: the newest state, read after subscribing so that
-     * no change can fall between the two */
+     * no change can fall between the two; changes up to its version that
+     * are still on their way through the ring are skipped for this
+     * subscription only (the worker's other subscribers need them) */
     sc_registry_event_read(e, &st);
     for (struct sc_sub *s = c->subs; s != NULL; s = s->conn_next) {
-        if (s->ev->id == (int64_t)id && st.version > s->ev->last_version) {
-            s->ev->last_version = st.version;
+        if (s->ev->id == (int64_t)id && st.version > s->min_version) {
+            s->min_version = st.version;
         }
     }
     return send_text(c, msg,
@@ -1119,7 +1130,7 @@ on_readable(struct sc_conn *c)
             rc = feed_ws(c, w->scratch, (size_t)n);
             break;
         default:
-            rc = 0; /* FLUSH: input is discarded */
+            rc = 0; /* FLUSH, LINGER: input is discarded */
             break;
         }
         if (rc != 0 || (size_t)n < sizeof(w->scratch)) {
@@ -1160,6 +1171,7 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         return;
     case SC_CONN_CLOSING:
     case SC_CONN_FLUSH:
+    case SC_CONN_LINGER:
         if (now >= c->deadline_ms) {
             sc_conn_free(c);
         }

@@ -170,25 +170,77 @@ publish(struct listener *l, const struct sc_event_entry *e, uint32_t kind,
 }
 
 
+/*
+ * Publishes revoked jti hashes (up to SC_SHM_FRAME_MAX / 8 per ring slot)
+ * so that every worker closes the connections that use them.
+ */
+static void
+publish_revocations(struct listener *l, const uint64_t *hashes, size_t n)
+{
+    const size_t per = SC_SHM_FRAME_MAX / sizeof(uint64_t);
+    struct sc_ring_msg m;
+
+    for (size_t off = 0; off < n; off += per) {
+        size_t k = n - off < per ? n - off : per;
+        memset(&m, 0, offsetof(struct sc_ring_msg, frame));
+        m.kind = SC_CHANGE_TOKEN_REVOKED;
+        memcpy(m.frame, hashes + off, k * sizeof(uint64_t));
+        m.frame_len = (uint16_t)(k * sizeof(uint64_t));
+        sc_registry_ring_publish(l->reg, &m);
+    }
+    for (unsigned w = 0; w < l->ctx->nworkers; w++) {
+        l->wake[w] = true;
+    }
+}
+
 static void
 publish_revocation(struct listener *l, const char *jti)
 {
-    struct sc_ring_msg m;
     uint64_t h = sc_registry_hash_str(jti);
 
     if (sc_registry_revoke(l->reg, h) < 0) {
         sc_log(SC_LOG_ERR, "revoked token set is full: a revoked token "
                "could be used again for new connections");
     }
-    memset(&m, 0, offsetof(struct sc_ring_msg, frame));
-    m.kind = SC_CHANGE_TOKEN_REVOKED;
-    memcpy(m.frame, &h, sizeof(h));
-    m.frame_len = sizeof(h);
-    sc_registry_ring_publish(l->reg, &m);
-    for (unsigned w = 0; w < l->ctx->nworkers; w++) {
-        l->wake[w] = true;
-    }
+    publish_revocations(l, &h, 1);
     atomic_fetch_add_explicit(&l->slot->revocations, 1, RELAXED);
+}
+
+/*
+ * Rows of seatcast_revoked_tokens into the registry's set.  Those not
+ * known yet were revoked while the listener was away: their open
+ * connections are closed now.
+ */
+static void
+apply_revoked(struct listener *l, const PGresult *r)
+{
+    int rows = PQntuples(r);
+    uint64_t *fresh = malloc(sizeof(uint64_t) * (size_t)(rows > 0 ? rows : 1));
+    size_t nfresh = 0;
+
+    for (int i = 0; i < rows; i++) {
+        uint64_t h;
+        int rc;
+        if (PQgetisnull(r, i, 0)) {
+            continue;
+        }
+        h = sc_registry_hash_str(PQgetvalue(r, i, 0));
+        rc = sc_registry_revoke(l->reg, h);
+        if (rc < 0) {
+            sc_log(SC_LOG_ERR, "revoked token set is full");
+            break;
+        }
+        if (rc == 1 && fresh != NULL) {
+            fresh[nfresh++] = h;
+        }
+    }
+    if (nfresh > 0) {
+        sc_log(SC_LOG_INFO, "%zu tokens were revoked while the listener was "
+               "away; closing their connections", nfresh);
+        publish_revocations(l, fresh, nfresh);
+        wake_workers(l);
+    }
+    free(fresh);
 }
 
 static struct sc_event_entry *
@@ -501,15 +553,7 @@ on_result(struct listener *l, PGresult *r)
         apply_snapshot(l, r);
     }
     if (l->step == STEP_REVOKED) {
-        for (int i = 0; i < PQntuples(r); i++) {
-            if (!PQgetisnull(r, i, 0) &&
-                sc_registry_revoke(l->reg,
-                                   sc_registry_hash_str(PQgetvalue(r, i, 0))) <
-                    0) {
-                sc_log(SC_LOG_ERR, "revoked token set is full");
-                break;
-            }
-        }
+        apply_revoked(l, r);
     }
     return 0;
 }

@@ -591,7 +591,15 @@ reload(struct master *m)
         return;
     }
     /* listeners, workers and the registry stay as they are; the rest is
-     * re-read by each child when it gets SIGHUP */
+     * re-read by each child when it gets SIGHUP, and a child respawned
+     * later starts from the reloaded snapshot kept here */
+    memcpy(fresh->listen, m->cfg->listen, sizeof(fresh->listen));
+    fresh->nlisten = m->cfg->nlisten;
+    fresh->workers = m->cfg->workers;
+    fresh->max_events = m->cfg->max_events;
+    memcpy(fresh->shm_name, m->cfg->shm_name, sizeof(fresh->shm_name));
+    memcpy(fresh->pid_file, m->cfg->pid_file, sizeof(fresh->pid_file));
+    memcpy(m->cfg, fresh, sizeof(*fresh));
     sc_log_init(fresh->log_level, fresh->log_format == SC_LOG_FORMAT_JSON);
     free(fresh);
     sc_log(SC_LOG_INFO, "configuration reloaded; signalling children");

@@ -257,14 +257,20 @@ sc_worker_unsubscribe_all(struct sc_worker *w, struct sc_conn *c)
 /* ------------------------------------------------------------------ */
 /* Broadcasts                                                           */
 
-/* Queues f to every subscriber of e (each may be closed as slow). */
+/*
+ * Queues f, a change of e at `version`, to every subscriber of e whose
+ * snapshot does not already hold it (each may be closed as slow).
+ */
 static void
-fanout(struct sc_wevent *e, struct sc_frame *f)
+fanout(struct sc_wevent *e, struct sc_frame *f, int64_t version)
 {
     struct sc_sub *s = e->subs, *next;
 
     for (; s != NULL; s = next) {
         next = s->ev_next;
+        if (s->min_version >= version) {
+            continue;
+        }
         /* a slow consumer closed here unlinks s (and maybe next's
          * neighbour, never next itself: only c's own subs go) */
         sc_conn_send_frame(s->conn, f);
@@ -316,22 +322,27 @@ deliver_deleted(struct sc_worker *w, struct sc_wevent *e)
     sc_frame_release(f);
 }
 
+/* Closes the connections whose token's jti hash is in the message. */
 static void
 revoke_jti(struct sc_worker *w, const struct sc_ring_msg *m)
 {
-    uint64_t h = 0;
+    size_t n = m->frame_len / sizeof(uint64_t);
     struct sc_conn *c, *next;
 
-    memcpy(&h, m->frame, m->frame_len < 8 ? m->frame_len : 8);
-    if (h == 0) {
-        return;
-    }
     for (c = w->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->jti_hash == h && c->phase == SC_CONN_WS) {
-            sc_log(SC_LOG_INFO, "closing a connection whose token was "
-                   "revoked");
-            sc_conn_close_ws(c, 1008, "Token revoked");
+        if (c->jti_hash == 0 || c->phase != SC_CONN_WS) {
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t h;
+            memcpy(&h, m->frame + i * sizeof(h), sizeof(h));
+            if (h == c->jti_hash) {
+                sc_log(SC_LOG_INFO, "closing a connection whose token was "
+                       "revoked");
+                sc_conn_close_ws(c, 1008, "Token revoked");
+                break;
+            }
         }
     }
 }
@@ -366,7 +377,7 @@ deliver(struct sc_worker *w, const struct sc_ring_msg *m)
     if (m->update_off > 0 && m->update_off <= m->frame_len) {
         f = sc_frame_new(m->frame, m->update_off, 0);
         if (f != NULL) {
-            fanout(e, f);
+            fanout(e, f, m->version);
             sc_frame_release(f);
         }
         e = wevent_find(w, m->event_id);
@@ -377,7 +388,7 @@ deliver(struct sc_worker *w, const struct sc_ring_msg *m)
     f = sc_frame_new(m->frame + m->update_off,
                      (size_t)(m->frame_len - m->update_off), m->event_id);
     if (f != NULL) {
-        fanout(e, f);
+        fanout(e, f, m->version);
         sc_frame_release(f);
     }
 }
@@ -414,7 +425,7 @@ resync(struct sc_worker *w)
                                          msg, (size_t)n);
             struct sc_frame *f = sc_frame_new(frame, (size_t)fl, e->id);
             if (f != NULL) {
-                fanout(e, f);
+                fanout(e, f, st.version);
                 sc_frame_release(f);
             }
         }

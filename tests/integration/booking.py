@@ -203,7 +203,7 @@ class NotifyTap(PsqlSession):
             time.sleep(0.02)
 
 
-def start_writers(cluster, db, scripts, tmp_path=None):
+def start_writers(cluster, db, scripts):
     """One psql process per script, all started before any is fed: the
     scripts run concurrently, each statement its own transaction."""
     procs = [subprocess.Popen(cluster.psql_argv(db), stdin=subprocess.PIPE,
@@ -340,8 +340,8 @@ class Client:
         was queued for this client before it)."""
         await self.send('{"type":"ping"}')
         m = await self.next(timeout)
-        assert m["type"] == "pong", "expected pong, got %r (then %r)" % (
-            m, self.unread())
+        assert m["type"] == "pong", "expected pong, got %r (then %d more: "\
+            "%r)" % (m, len(self.unread()), self.unread()[:3])
         return m
 
     async def subscribe(self, event_id, timeout=5):

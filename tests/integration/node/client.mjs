@@ -59,7 +59,9 @@ while (args.length > 0) {
   }
 }
 
-const opts = { headers, perMessageDeflate: false, handshakeTimeout: 10000 };
+// ws offers permessage-deflate by default, as browsers do: the server must
+// decline it (SPEC 2: no extension is negotiated).
+const opts = { headers, handshakeTimeout: 10000 };
 if (origin !== undefined) opts.origin = origin;
 const ws = new WebSocket(url, protocols, opts);
 let finished = false;

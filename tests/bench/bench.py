@@ -1,0 +1,419 @@
+"""bench.py - seatcast's benchmark driver (make bench, make bench-smoke)
+
+Standard library only; run with Debian's /usr/bin/python3, as root (the
+cluster runs as the postgres user through runuser, and the server and the
+load generator need more than the default 20 000 descriptors).
+
+    bench.py --seatcast build/seatcast --loadgen build/bench/loadgen \\
+             --out build/bench --n "1000 10000 50000 100000"
+    bench.py ... --smoke          # N=200, short; exit 1 on loss/dup/reorder
+
+It starts a throwaway PostgreSQL 15 cluster (tests/integration/pg.py),
+applies sql/schema.sql and sql/notify.sql, creates the events (capacity
+--capacity each), mints ONE token with `seatcast token`, then for each N
+starts a fresh seatcast (so that its memory baseline is its own), runs
+build/bench/loadgen against it, stops it, and keeps the loadgen's JSON.
+At the end it writes, under --out:
+    results.json   one object per N (the loadgen's report plus the setup)
+    results.txt    the table
+    results.dat    the table's numbers for gnuplot
+    bench.png      deliveries/s and p99 latency against N (not in --smoke)
+and with --perf, perf-N.txt: where the server's CPU went (perf record -g
+on every seatcast process during the run).
+
+The bench reports and asserts nothing, except --smoke: zero lost,
+duplicated or reordered deliveries, every connection opened.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from pg import PgCluster  # noqa: E402  (after the path is set)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nofile_for(n):
+    """Descriptors for a process holding n sockets, within fs.nr_open."""
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    return min(max(20000, n + 4096), nr_open)
+
+
+def clean_env():
+    """The environment without PG* and SEATCAST_* variables."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("PG") and not k.startswith("SEATCAST_")}
+
+
+# ------------------------------------------------------------------ #
+# Database and token                                                   #
+
+def setup_db(pg, events, capacity):
+    pg.psql_file(os.path.join(ROOT, "sql", "schema.sql"))
+    pg.psql_file(os.path.join(ROOT, "sql", "notify.sql"))
+    pg.psql("INSERT INTO events (name, seat_capacity) "
+            "SELECT 'bench ' || g, %d FROM generate_series(1, %d) g"
+            % (capacity, events))
+    first = int(pg.query_value("SELECT min(id) FROM events"))
+    return first
+
+
+def mint_token(seatcast, workdir):
+    secret = os.path.join(workdir, "jwt-secret")
+    with open(secret, "w") as f:
+        f.write(secrets.token_hex(32))
+    os.chmod(secret, 0o600)
+    res = subprocess.run([seatcast, "token", "--sub", "1", "--ttl", "86400",
+                          "--jwt-secret-file", secret],
+                         env=clean_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, check=True)
+    token = os.path.join(workdir, "token")
+    with open(token, "w") as f:
+        f.write(res.stdout.strip() + "\n")
+    return secret, token
+
+
+# ------------------------------------------------------------------ #
+# The server                                                           #
+
+class Server:
+    """One seatcast master and its children, for one N."""
+
+    def __init__(self, args, n, conninfo, secret, logdir):
+        self.port = free_port()
+        self.nofile = nofile_for(n // max(1, args.workers) + n)
+        self.argv = [args.seatcast,
+                     "--listen", "127.0.0.1:%d" % self.port,
+                     "--workers", str(args.workers),
+                     "--database", conninfo,
+                     "--jwt-secret-file", secret,
+                     "--max-connections", str(n + 1000),
+                     "--shm-name", "/sc-bench-%d-%d" % (os.getpid(), n),
+                     "--log-level", "warn"]
+        self.logpath = os.path.join(logdir, "seatcast-%d.log" % n)
+        self.proc = None
+
+    def _limits(self):
+        # seatcast does not raise its own limit; each worker may hold
+        # every connection
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def start(self, timeout=20):
+        with open(self.logpath, "wb") as logf:
+            self.proc = subprocess.Popen(
+                self.argv, env=clean_env(), stdin=subprocess.DEVNULL,
+                stdout=logf, stderr=subprocess.STDOUT,
+                preexec_fn=self._limits, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("seatcast exited with %d; see %s"
+                                   % (self.proc.returncode, self.logpath))
+            if self.healthy():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("seatcast not healthy after %d s; see %s"
+                           % (timeout, self.logpath))
+
+    def healthy(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+            c.request("GET", "/healthz")
+            ok = c.getresponse().status == 200
+            c.close()
+            return ok
+        except OSError:
+            return False
+
+    def pids(self):
+        """The master and its children (workers, listener)."""
+        out = [self.proc.pid]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.rfind(")") + 2:].split()[1] == str(self.proc.pid):
+                out.append(int(d))
+        return out
+
+    def stop(self, timeout=30):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log("seatcast did not stop in %d s: killing it" % timeout)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+# ------------------------------------------------------------------ #
+# One run                                                              #
+
+def loadgen_argv(args, n, server, conninfo, token, first_event):
+    return [args.loadgen,
+            "--port", str(server.port),
+            "--token-file", token,
+            "--database", conninfo,
+            "--server-pid", str(server.proc.pid),
+            "--conns", str(n),
+            "--window", str(args.window),
+            "--events", str(args.events),
+            "--first-event", str(first_event),
+            "--burst", str(args.burst),
+            "--paced-rate", str(args.paced_rate),
+            "--paced-seconds", str(args.paced_seconds),
+            "--settle", str(args.settle)]
+
+
+def start_perf(args, server, n):
+    if not args.perf:
+        return None
+    data = os.path.join(args.out, "perf-%d.data" % n)
+    pids = ",".join(str(p) for p in server.pids())
+    return subprocess.Popen(["perf", "record", "-q", "-g", "-F", "499",
+                             "-o", data, "-p", pids],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_perf(args, perf, n):
+    if perf is None:
+        return
+    perf.send_signal(signal.SIGINT)
+    perf.wait()
+    data = os.path.join(args.out, "perf-%d.data" % n)
+    txt = os.path.join(args.out, "perf-%d.txt" % n)
+    with open(txt, "w") as f:
+        subprocess.run(["perf", "report", "-i", data, "--stdio",
+                        "--no-children", "--sort", "comm,dso,symbol",
+                        "-g", "none", "--percent-limit", "0.5"],
+                       stdout=f, stderr=subprocess.DEVNULL)
+    log("perf profile of the server: %s" % txt)
+
+
+def run_one(args, n, pg, secret, token, first_event):
+    server = Server(args, n, pg.conninfo(), secret, args.out)
+    log("N=%d: seatcast --workers %d on port %d (RLIMIT_NOFILE %d)"
+        % (n, args.workers, server.port, server.nofile))
+    server.start()
+    perf = None
+    try:
+        perf = start_perf(args, server, n)
+        res = subprocess.run(loadgen_argv(args, n, server, pg.conninfo(),
+                                          token, first_event),
+                             stdout=subprocess.PIPE, text=True,
+                             timeout=args.timeout)
+    finally:
+        stop_perf(args, perf, n)
+        server.stop()
+    if res.returncode != 0 or not res.stdout.strip():
+        raise RuntimeError("loadgen failed (exit %d) at N=%d"
+                           % (res.returncode, n))
+    out = json.loads(res.stdout)
+    out["workers"] = args.workers
+    return out
+
+
+# ------------------------------------------------------------------ #
+# Report                                                               #
+
+COLUMNS = [
+    # header, width, function of one result
+    ("N", 7, lambda r: "%d" % r["n"]),
+    ("open", 7, lambda r: "%d" % r["opened"]),
+    ("fail", 5, lambda r: "%d" % r["failed"]),
+    ("hs/s", 7, lambda r: "%.0f" % r["handshake"]["per_sec"]),
+    ("B/conn", 7, lambda r: "%.0f" % r["memory"]["bytes_per_conn"]),
+    ("msg/s", 9, lambda r: "%.0f" % r["burst"]["messages_per_sec"]),
+    ("upd/s", 9, lambda r: "%.0f" % r["burst"]["updates_per_sec"]),
+    ("p50ms", 7, lambda r: "%.1f" % r["burst"]["latency_ms"]["p50"]),
+    ("p90ms", 7, lambda r: "%.1f" % r["burst"]["latency_ms"]["p90"]),
+    ("p99ms", 7, lambda r: "%.1f" % r["burst"]["latency_ms"]["p99"]),
+    ("maxms", 7, lambda r: "%.1f" % r["burst"]["latency_ms"]["max"]),
+    ("pcd99", 7, lambda r: "%.1f" % r["paced"]["latency_ms"]["p99"]),
+    ("ns/msg", 7, lambda r: "%.0f" % r["burst"]["cpu_ns_per_message"]),
+    ("ns/upd", 7, lambda r: "%.0f" % r["burst"]["cpu_ns_per_update"]),
+    ("lost", 5, lambda r: "%d" % (r["burst"]["lost"] + r["paced"]["lost"])),
+    ("dup", 4, lambda r: "%d" % (r["burst"]["duplicates"]
+                                 + r["paced"]["duplicates"])),
+    ("reord", 5, lambda r: "%d" % (r["burst"]["reordered"]
+                                   + r["paced"]["reordered"])),
+]
+
+LEGEND = """\
+hs/s    handshakes per second opening N connections, 256 in flight
+        (connect() to the snapshot seat_update)
+B/conn  server Pss (all sc-* processes) after minus before, per connection
+msg/s   burst: booking_created + seat_update frames received by all
+        subscribers per second, first COMMIT returned -> last frame read
+upd/s   the same for seat_update frames only (one per booking and client)
+pNNms   burst: commit (PQexec of COMMIT returned) -> seat_update read
+pcd99   paced run (2 bookings/s): p99 of the same latency
+ns/msg  burst: server utime+stime (all sc-* processes) per message
+ns/upd  the same per seat_update
+lost/dup/reord  seat_updates missing, repeated, out of commit order
+        (burst + paced; all must be 0)"""
+
+
+def table(results):
+    head = " ".join(h.rjust(w) for h, w, _ in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(" ".join(f(r).rjust(w) for _, w, f in COLUMNS))
+    return "\n".join(lines) + "\n\n" + LEGEND + "\n"
+
+
+def write_reports(args, results):
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    text = table(results)
+    with open(os.path.join(args.out, "results.txt"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "results.dat"), "w") as f:
+        f.write("# N msg/s upd/s burst_p99_ms paced_p99_ms\n")
+        for r in results:
+            f.write("%d %.0f %.0f %.3f %.3f\n" % (
+                r["n"], r["burst"]["messages_per_sec"],
+                r["burst"]["updates_per_sec"],
+                r["burst"]["latency_ms"]["p99"],
+                r["paced"]["latency_ms"]["p99"]))
+    print(text, end="")
+
+
+def plot(args):
+    if shutil.which("gnuplot") is None:
+        log("gnuplot not found: no chart (make bench-deps installs it)")
+        return
+    png = os.path.join(args.out, "bench.png")
+    subprocess.run(["gnuplot", "-e",
+                    "datafile='%s'; outfile='%s'" % (
+                        os.path.join(args.out, "results.dat"), png),
+                    os.path.join(HERE, "bench.gp")], check=True)
+    log("chart: %s" % png)
+
+
+def smoke_failures(results):
+    """What --smoke refuses: loss, duplicates, reordering, or nothing
+    delivered at all (an empty run proves nothing)."""
+    bad = []
+    for r in results:
+        for ph in ("burst", "paced"):
+            p = r[ph]
+            for key in ("lost", "lost_created", "duplicates", "reordered",
+                        "unexpected"):
+                if p[key] != 0:
+                    bad.append("N=%d %s: %s=%d" % (r["n"], ph, key, p[key]))
+            if p["committed"] == 0 or p["expected_updates"] == 0:
+                bad.append("N=%d %s: nothing delivered (%s)"
+                           % (r["n"], ph, p["error"] or "no connection"))
+        if r["opened"] != r["n"]:
+            bad.append("N=%d: %d of %d connections opened (%r)"
+                       % (r["n"], r["opened"], r["n"], r["fail_reasons"]))
+    return bad
+
+
+# ------------------------------------------------------------------ #
+# Main                                                                 #
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seatcast", default=os.path.join(ROOT, "build",
+                                                      "seatcast"))
+    p.add_argument("--loadgen", default=os.path.join(ROOT, "build", "bench",
+                                                     "loadgen"))
+    p.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
+    p.add_argument("--n", default="1000 10000 50000 100000",
+                   help="connection counts, space-separated")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--events", type=int, default=1,
+                   help="spread connections over this many events")
+    p.add_argument("--capacity", type=int, default=1000000)
+    p.add_argument("--window", type=int, default=256)
+    p.add_argument("--burst", type=int, default=50)
+    p.add_argument("--paced-rate", type=float, default=2)
+    p.add_argument("--paced-seconds", type=float, default=5)
+    p.add_argument("--settle", type=float, default=1)
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds allowed to one loadgen run")
+    p.add_argument("--perf", action="store_true",
+                   help="profile the server with perf record -g")
+    p.add_argument("--smoke", action="store_true",
+                   help="N=200, 3 s paced; fail on loss/dup/reorder")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.n, args.paced_seconds, args.settle = "200", 3, 0.5
+    args.ns = [int(x) for x in args.n.replace(",", " ").split()]
+    args.seatcast = os.path.abspath(args.seatcast)
+    args.loadgen = os.path.abspath(args.loadgen)
+    args.out = os.path.abspath(args.out)
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        log("must run as root (runuser for PostgreSQL, RLIMIT_NOFILE)")
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="seatcast-bench-")
+    results = []
+    try:
+        with PgCluster() as pg:
+            first_event = setup_db(pg, args.events, args.capacity)
+            secret, token = mint_token(args.seatcast, work)
+            for n in args.ns:
+                results.append(run_one(args, n, pg, secret, token,
+                                       first_event))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_reports(args, results)
+    if args.smoke:
+        bad = smoke_failures(results)
+        for b in bad:
+            log("FAIL " + b)
+        if bad:
+            return 1
+        log("smoke: no loss, no duplicates, no reordering")
+        return 0
+    plot(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1175 @@
+"""test_auth.py - seatcast's authentication, end to end (SPEC sections 2, 3,
+5 and 8; issue 5).
+
+Real servers (server.Seatcast), real PostgreSQL where the database takes
+part (pg.PgCluster with sql/schema.sql and sql/notify.sql), and tokens made
+by tools nobody here wrote: npm jsonwebtoken (node/mint.mjs) signs HS*,
+RS256 and ES256 tokens with keys from `openssl genpkey`.  Two kinds of
+client:
+
+- RawWs, a WebSocket client on a plain socket that records the HTTP answer
+  and every frame the server sends, so that "101, then exactly one close
+  frame 1008 + reason, then EOF" is checked byte for byte;
+- websockets 10.4 (Debian's), a third-party client, for the happy paths.
+
+Every wait polls (server.wait_for / async_wait_for) against a deadline;
+every server is killed with its whole tree at teardown.  Figures
+(revocation latency, expiry timing, repair time) are printed: pytest shows
+them with -s or -rP, and for failures.
+
+Run:
+    make && make node-deps && SEATCAST_BIN=$PWD/build/seatcast \
+        /usr/bin/python3 -m pytest -v -p no:cacheprovider \
+        tests/integration/test_auth.py
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+import websockets
+
+from pg import PgCluster
+from server import (ROOT, Seatcast, SeatcastError, async_wait_for,
+                    run_seatcast, seatcast_bin, tcp_peer_ports, wait_for,
+                    ws_closed, ws_open, ws_ping, ws_recv_json)
+
+NODE_DIR = os.path.join(ROOT, "tests", "integration", "node")
+MINT = os.path.join(NODE_DIR, "mint.mjs")
+SECRET = "test-secret"          # Seatcast's default SEATCAST_JWT_SECRET
+ISSUER = "https://booking.example.test"
+AUDIENCE = "seatcast"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+
+
+# ------------------------------------------------------------------ #
+# Tokens from npm jsonwebtoken                                         #
+
+def node_ok():
+    return os.path.isdir(os.path.join(NODE_DIR, "node_modules",
+                                      "jsonwebtoken"))
+
+
+def mint_many(jobs, timeout=30):
+    """Runs node/mint.mjs on a list of jobs (see that file); the results."""
+    if not node_ok():
+        raise SeatcastError("npm jsonwebtoken is not installed: run "
+                            "`make node-deps`")
+    p = subprocess.run(["node", MINT], input=json.dumps(jobs),
+                       capture_output=True, text=True, timeout=timeout,
+                       cwd=NODE_DIR)
+    if p.returncode != 0:
+        raise SeatcastError("mint.mjs failed: %s" % p.stderr.strip())
+    out = json.loads(p.stdout)
+    assert len(out) == len(jobs)
+    return out
+
+
+def mint(payload, alg="HS256", key=SECRET, key_file=None, header=None):
+    job = {"alg": alg, "payload": payload}
+    if key_file is not None:
+        job["keyFile"] = str(key_file)
+    elif alg != "none":
+        job["key"] = key
+    if header:
+        job["header"] = header
+    return mint_many([job])[0]
+
+
+def verify_with_node(token, key=SECRET, algorithms=("HS256",)):
+    """Claims of token as jsonwebtoken verifies them."""
+    return mint_many([{"verify": token, "key": key,
+                       "algorithms": list(algorithms)}])[0]
+
+
+def now():
+    return int(time.time())
+
+
+def claims_of(token):
+    """The payload of a JWT, decoded here (no verification)."""
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def openssl_keypair(tmp_path, kind):
+    """(private PEM path, public PEM path) made by `openssl genpkey`."""
+    priv = tmp_path / ("%s-private.pem" % kind)
+    pub = tmp_path / ("%s-public.pem" % kind)
+    if kind == "rsa":
+        gen = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
+    else:
+        gen = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subprocess.run(["openssl", "genpkey"] + gen + ["-out", str(priv)],
+                   check=True, capture_output=True, timeout=60)
+    subprocess.run(["openssl", "pkey", "-in", str(priv), "-pubout", "-out",
+                    str(pub)], check=True, capture_output=True, timeout=30)
+    return priv, pub
+
+
+# ------------------------------------------------------------------ #
+# A recording WebSocket client on a raw socket                         #
+
+class RawWs:
+    """One upgrade on a plain TCP socket.  .status, .headers (lowercase
+    name -> list of values), .head (the raw response head); for a 101,
+    frames are read with recv_frame()."""
+
+    def __init__(self, srv, path="/ws", token=None, headers=(), timeout=5):
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        target = path
+        if token is not None:
+            target += ("&" if "?" in path else "?") + "token=" + \
+                urllib.parse.quote(token, safe="")
+        lines = ["GET %s HTTP/1.1" % target,
+                 "Host: 127.0.0.1:%d" % srv.port,
+                 "Upgrade: websocket",
+                 "Connection: Upgrade",
+                 "Sec-WebSocket-Key: %s" % self.key,
+                 "Sec-WebSocket-Version: 13"]
+        lines += ["%s: %s" % (k, v) for k, v in headers]
+        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        self.sock = socket.create_connection(("127.0.0.1", srv.port),
+                                             timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.eof = False
+        self.sock.sendall(self.request)
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise SeatcastError("connection closed before the response "
+                                    "head: %r" % self.buf)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        self.head = head.decode("latin-1")
+        status_line, *hlines = self.head.split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {}
+        for h in hlines:
+            k, v = h.split(":", 1)
+            self.headers.setdefault(k.strip().lower(), []).append(v.strip())
+
+    @property
+    def local_port(self):
+        return self.sock.getsockname()[1]
+
+    def accept_ok(self):
+        want = base64.b64encode(hashlib.sha1(
+            (self.key + WS_GUID).encode()).digest()).decode()
+        return self.headers.get("sec-websocket-accept") == [want]
+
+    def _fill(self):
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                return False
+        return True
+
+    def recv_frame(self):
+        """(opcode, fin, payload) of the next server frame, None at EOF.
+        A socket timeout raises."""
+        if not self._need(2):
+            return None
+        b0, b1 = self.buf[0], self.buf[1]
+        assert b1 & 0x80 == 0, "the server masked a frame"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            if not self._need(4):
+                return None
+            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif n == 127:
+            if not self._need(10):
+                return None
+            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
+        if not self._need(off + n):
+            return None
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return (b0 & 0x0F, bool(b0 & 0x80), payload)
+
+    def send_frame(self, opcode, payload=b""):
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            hdr = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        else:
+            hdr = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(hdr + mask + body)
+
+    def send_json(self, obj):
+        self.send_frame(OP_TEXT, json.dumps(obj).encode())
+
+    def recv_json(self):
+        f = self.recv_frame()
+        if f is None:
+            raise SeatcastError("EOF instead of a message")
+        if f[0] != OP_TEXT:
+            raise SeatcastError("expected a text frame, got %r" % (f,))
+        return json.loads(f[2])
+
+    def frames_until_eof(self):
+        """Every frame up to EOF; a close frame is echoed (as a client
+        does), after which the server must close TCP."""
+        frames = []
+        while True:
+            f = self.recv_frame()
+            if f is None:
+                return frames
+            frames.append(f)
+            if f[0] == OP_CLOSE:
+                try:
+                    self.send_frame(OP_CLOSE, f[2][:2])
+                except OSError:
+                    pass
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def close_payload(code, reason):
+    return struct.pack("!H", code) + reason.encode()
+
+
+def expect_refused(srv, reason, why=None, path="/ws", token=None,
+                   headers=(), addr="127.0.0.1"):
+    """Upgrades with the given credentials and checks SPEC 3's refusal:
+    101 (with a right Sec-WebSocket-Accept), then exactly one frame, close
+    1008 `reason`, then EOF; with `why`, the log says that cause (a regex)
+    for this connection.  Returns the RawWs."""
+    mark = srv.log_mark()
+    ws = RawWs(srv, path=path, token=token, headers=headers)
+    try:
+        assert ws.status == 101, ws.head
+        assert ws.accept_ok(), ws.head
+        frames = ws.frames_until_eof()
+    finally:
+        ws.close()
+    assert frames == [(OP_CLOSE, True, close_payload(1008, reason))], frames
+    assert ws.eof
+    if why is not None:
+        srv.wait_log(r"authentication failed for %s: (%s)$"
+                     % (re.escape(addr), why), since=mark)
+    return ws
+
+
+def expect_accepted(srv, path="/ws", token=None, headers=()):
+    """Upgrades and reads connection_established; the open RawWs."""
+    ws = RawWs(srv, path=path, token=token, headers=headers)
+    assert ws.status == 101, ws.head
+    assert ws.accept_ok(), ws.head
+    hello = ws.recv_json()
+    assert hello["type"] == "connection_established", hello
+    ws.hello = hello
+    return ws
+
+
+def raw_ping(ws):
+    """{"type":"ping"} -> pong, skipping other messages."""
+    ws.send_json({"type": "ping"})
+    while True:
+        m = ws.recv_json()
+        if m["type"] == "pong":
+            return m
+
+
+def assert_no_token_in_log(srv, tokens):
+    """No token, and no signature part of one, anywhere in the log file
+    (every start of this server appends to its own file)."""
+    with open(srv.log_path, "rb") as f:
+        log = f.read().decode("utf-8", "replace")
+    for tok in tokens:
+        assert tok not in log, "a token reached the log"
+        parts = tok.split(".")
+        if len(parts) == 3 and len(parts[2]) >= 8:
+            assert parts[2] not in log, "a token's signature reached the log"
+        if len(parts) >= 2 and len(parts[1]) >= 8:
+            assert parts[1] not in log, "a token's payload reached the log"
+
+
+def worker_of(srv, local_port):
+    """Index of the worker that holds the client whose port is local_port."""
+    for w in srv.stats()["workers"]:
+        if local_port in tcp_peer_ports(w["pid"], srv.port):
+            return w["index"]
+    return None
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def teardown_server(srv):
+    try:
+        if srv.running():
+            srv.stop(timeout=15)
+    finally:
+        srv.cleanup()
+        if srv.log_path:
+            print("---- %s (last lines) ----\n%s" % (srv.log_path,
+                                                    srv.log_tail(30)))
+
+
+# ------------------------------------------------------------------ #
+# Fixtures                                                             #
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    cluster = PgCluster(tmp_path_factory.mktemp("pg"))
+    try:
+        cluster.start()
+        cluster.psql_file(os.path.join(ROOT, "sql", "schema.sql"))
+        cluster.psql_file(os.path.join(ROOT, "sql", "notify.sql"))
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+def add_event(pg, name, capacity=100):
+    return int(pg.query_value(
+        "INSERT INTO events (name, starts_at, seat_capacity) VALUES "
+        "('%s', now() + interval '1 day', %d) RETURNING id" % (name, capacity)))
+
+
+def wait_db(srv, timeout=15):
+    """Until /healthz is 200: the listener is connected and has read the
+    seat state and the revoked tokens (listener.c sets db_state last)."""
+    wait_for(lambda: srv.http_get("/healthz")[0] == 200, timeout,
+             "the listener to connect to PostgreSQL")
+
+
+@pytest.fixture(scope="module")
+def strict_srv(tmp_path_factory):
+    """An HS256 server that checks issuer and audience with no leeway, and
+    logs at debug level (so that even debug lines are searched for
+    tokens)."""
+    srv = Seatcast(tmp_path_factory.mktemp("strict"), workers=2,
+                   binary=seatcast_bin(),
+                   args=["--jwt-leeway", "0", "--jwt-issuer", ISSUER,
+                         "--jwt-audience", AUDIENCE, "--log-level", "debug"])
+    srv.start()
+    yield srv
+    teardown_server(srv)
+
+
+def good_claims(**over):
+    c = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600}
+    c.update(over)
+    return c
+
+
+# ------------------------------------------------------------------ #
+# 1. Every failure: 101, one close frame 1008 + reason, a logged cause  #
+
+def sized_token(target_len):
+    """An HS256 token (good claims) of exactly target_len bytes, padded
+    with a "pad" claim whose size is worked out from jsonwebtoken's
+    output."""
+    base = good_claims(pad="")
+    probe = mint(base)
+    pad = 0
+    length = len(probe)
+    # each 3 bytes of JSON are 4 characters of base64url
+    while length < target_len:
+        pad += max(1, (target_len - length) * 3 // 4)
+        length = len(mint(good_claims(pad="p" * pad)))
+    while length > target_len:
+        pad -= 1
+        length = len(mint(good_claims(pad="p" * pad)))
+    tok = mint(good_claims(pad="p" * pad))
+    if len(tok) != target_len:   # base64 rounding: try one more byte
+        tok = mint(good_claims(pad="p" * (pad + 1)))
+    return tok
+
+
+REFUSALS = {
+    # name: (claims or raw token maker, reason, logged cause)
+    "no_token": (None, "Authentication required", "no token"),
+    "garbage": ("raw:not-a-jwt-garbage-7f3a9c", "Invalid token",
+                "not three parts"),
+    "garbage_three_parts": ("raw:x!y.zzz.www", "Invalid token",
+                            "bad base64url in header"),
+    "bad_signature": ("wrong-secret", "Invalid token", "signature mismatch"),
+    "tampered_payload": ("tampered", "Invalid token", "signature mismatch"),
+    "expired": ({"exp": -30}, "Invalid token", "expired"),
+    "expired_one_second_ago": ({"exp": -1}, "Invalid token", "expired"),
+    "not_yet_valid": ({"nbf": 60}, "Invalid token", "token not yet valid"),
+    "wrong_issuer": ({"iss": "https://evil.example"}, "Invalid token",
+                     "issuer mismatch"),
+    "no_issuer": ({"iss": None}, "Invalid token", "issuer mismatch"),
+    "wrong_audience": ({"aud": "other-service"}, "Invalid token",
+                       "audience mismatch"),
+    "alg_none": ("none", "Invalid token", "alg none refused"),
+    "no_user_claim": ({"sub": None}, "Invalid token", "no user claim"),
+    "too_long_query": ("long:query", "Invalid token", "token too long"),
+    "too_long_header": ("long:header", "Invalid token", "token too long"),
+}
+
+
+def make_refusal_token(kind):
+    if kind is None:
+        return None
+    if isinstance(kind, str) and kind.startswith("raw:"):
+        return kind[4:]
+    if kind == "wrong-secret":
+        return mint(good_claims(), key="not-the-server-secret")
+    if kind == "tampered":
+        good = mint(good_claims())
+        h, _, s = good.split(".")
+        evil = base64.urlsafe_b64encode(json.dumps(
+            good_claims(sub="admin")).encode()).decode().rstrip("=")
+        return "%s.%s.%s" % (h, evil, s)
+    if kind == "none":
+        return mint(good_claims(), alg="none")
+    if isinstance(kind, str) and kind.startswith("long:"):
+        return sized_token(4097)
+    claims = good_claims()
+    for k, v in kind.items():
+        if v is None:
+            claims.pop(k)
+        elif k in ("exp", "nbf"):
+            claims[k] = now() + v
+        else:
+            claims[k] = v
+    return mint(claims)
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_is_101_then_one_close_frame(strict_srv, case):
+    kind, reason, why = REFUSALS[case]
+    token = make_refusal_token(kind)
+    headers = ()
+    query = token
+    if case == "too_long_header":
+        headers, query = [("Authorization", "Bearer " + token)], None
+    if token is not None and case.startswith("too_long"):
+        assert len(token) == 4097
+    expect_refused(strict_srv, reason, why=re.escape(why), token=query,
+                   headers=headers)
+    if token is not None:
+        assert_no_token_in_log(strict_srv, [token])
+    # the refusal is counted, and the server still serves a good token
+    ws = expect_accepted(strict_srv, token=mint(good_claims()))
+    ws.close()
+
+
+@pytest.mark.deadline(60)
+def test_token_of_4096_bytes_is_accepted(strict_srv):
+    tok = sized_token(4096)
+    assert len(tok) == 4096
+    for headers, query in (((), tok),
+                           ([("Authorization", "Bearer " + tok)], None)):
+        ws = expect_accepted(strict_srv, token=query, headers=headers)
+        raw_ping(ws)
+        ws.close()
+    assert_no_token_in_log(strict_srv, [tok])
+
+
+@pytest.mark.deadline(60)
+def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
+    """After all the cases above, good tokens and bad ones: the whole log
+    (debug level) holds none of them, while it names each cause."""
+    good = mint(good_claims(sub="log-check", jti="jti-log-check"))
+    bad = mint(good_claims(sub="log-check"), key="wrong")
+    ws = expect_accepted(strict_srv, token=good)
+    ws.close()
+    expect_accepted(strict_srv,
+                    headers=[("Authorization", "Bearer " + good)]).close()
+    expect_refused(strict_srv, "Invalid token", token=bad,
+                   why="signature mismatch")
+    log = strict_srv.log()
+    assert "user log-check" in log
+    assert_no_token_in_log(strict_srv, [good, bad])
+    st = strict_srv.stats()
+    print("auth failures counted: %r" % st["totals"].get("auth_failures"))
+
+
+# ------------------------------------------------------------------ #
+# 2. Where the token travels                                           #
+
+@pytest.mark.deadline(60)
+def test_token_in_query_header_and_subprotocol(make_server):
+    srv = make_server(workers=2)
+    tok = mint({"sub": "traveller", "exp": now() + 600})
+    bad = mint({"sub": "traveller", "exp": now() + 600}, key="wrong")
+
+    # ?token=
+    ws = expect_accepted(srv, token=tok)
+    assert "sec-websocket-protocol" not in ws.headers
+    ws.close()
+    # Authorization: Bearer
+    ws = expect_accepted(srv, headers=[("Authorization", "Bearer " + tok)])
+    assert "sec-websocket-protocol" not in ws.headers
+    ws.close()
+    # subprotocol pair: the answer names seatcast.v1 only
+    ws = expect_accepted(srv, headers=[
+        ("Sec-WebSocket-Protocol", "seatcast.v1, bearer." + tok)])
+    assert ws.headers["sec-websocket-protocol"] == ["seatcast.v1"], ws.head
+    assert tok not in ws.head and tok.split(".")[2] not in ws.head
+    ws.close()
+    # the pair on two header lines, bearer first
+    ws = expect_accepted(srv, headers=[
+        ("Sec-WebSocket-Protocol", "bearer." + tok),
+        ("Sec-WebSocket-Protocol", "seatcast.v1")])
+    assert ws.headers["sec-websocket-protocol"] == ["seatcast.v1"], ws.head
+    assert tok not in ws.head
+    ws.close()
+    # bearer.X without seatcast.v1 is no credential
+    r = expect_refused(srv, "Authentication required", why="no token",
+                       headers=[("Sec-WebSocket-Protocol", "bearer." + tok)])
+    assert "sec-websocket-protocol" not in r.headers
+
+    # precedence: query > header > subprotocol
+    expect_refused(srv, "Invalid token", why="signature mismatch",
+                   token=bad, headers=[("Authorization", "Bearer " + tok)])
+    expect_accepted(srv, token=tok,
+                    headers=[("Authorization", "Bearer " + bad)]).close()
+    expect_refused(srv, "Invalid token", why="signature mismatch",
+                   headers=[("Authorization", "Bearer " + bad),
+                            ("Sec-WebSocket-Protocol",
+                             "seatcast.v1, bearer." + tok)])
+    ws = expect_accepted(srv, headers=[
+        ("Authorization", "Bearer " + tok),
+        ("Sec-WebSocket-Protocol", "seatcast.v1, bearer." + bad)])
+    assert ws.headers["sec-websocket-protocol"] == ["seatcast.v1"]
+    ws.close()
+    r = expect_refused(srv, "Invalid token", why="signature mismatch",
+                       token=bad, headers=[("Sec-WebSocket-Protocol",
+                                            "seatcast.v1, bearer." + tok)])
+    assert r.headers["sec-websocket-protocol"] == ["seatcast.v1"]
+    assert_no_token_in_log(srv, [tok, bad])
+
+
+@pytest.mark.deadline(60)
+def test_subprotocol_with_a_third_party_client(make_server):
+    """websockets 10.4 offers the pair as a browser does and checks the
+    server's choice itself."""
+    srv = make_server(workers=2)
+    tok = mint({"userId": "browser-like", "exp": now() + 600})
+
+    async def go():
+        ws = await websockets.connect(
+            srv.ws_url(), subprotocols=["seatcast.v1", "bearer." + tok],
+            ping_interval=None, open_timeout=10)
+        try:
+            assert ws.subprotocol == "seatcast.v1"
+            hello = await ws_recv_json(ws)
+            assert hello["type"] == "connection_established"
+            assert (await ws_ping(ws))["type"] == "pong"
+        finally:
+            await ws.close()
+    run(go())
+    srv.wait_log(r"connected: user browser-like, from 127\.0\.0\.1$")
+    assert_no_token_in_log(srv, [tok])
+
+
+# ------------------------------------------------------------------ #
+# 3. RS256 and ES256 with --jwt-public-key                             #
+
+@pytest.mark.deadline(120)
+@pytest.mark.parametrize("kind,alg,other", [("rsa", "RS256", "ES256"),
+                                            ("ec", "ES256", "RS256")])
+def test_public_key_algorithms(make_server, tmp_path, kind, alg, other):
+    priv, pub = openssl_keypair(tmp_path, kind)
+    other_priv, _ = openssl_keypair(tmp_path, "ec" if kind == "rsa" else "rsa")
+    # secret=None: no SEATCAST_JWT_SECRET, the public key is the only key
+    srv = make_server(workers=2, secret=None,
+                      args=["--jwt-public-key", pub, "--jwt-leeway", "0"])
+    claims = {"sub": "pk-user", "exp": now() + 600}
+    jobs = [
+        {"alg": alg, "keyFile": str(priv), "payload": claims},
+        {"alg": "HS256", "key": SECRET, "payload": claims},
+        # the classic confusion: HMAC keyed with the public key's PEM
+        {"alg": "HS256", "key": pub.read_text(), "payload": claims},
+        {"alg": other, "keyFile": str(other_priv), "payload": claims},
+        {"alg": alg, "keyFile": str(priv),
+         "payload": {"sub": "pk-user", "exp": now() - 10}},
+    ]
+    if kind == "rsa":
+        jobs.append({"alg": "RS512", "keyFile": str(priv), "payload": claims})
+    good, hs, confused, wrong_kind, expired, *more = mint_many(jobs)
+
+    ws = expect_accepted(srv, token=good)
+    assert raw_ping(ws)["type"] == "pong"
+    ws.close()
+    srv.wait_log(r"connected: user pk-user, from 127\.0\.0\.1$")
+    for tok in more:  # RS512 with the same RSA key
+        expect_accepted(srv, token=tok).close()
+    expect_refused(srv, "Invalid token", token=hs,
+                   why="alg does not fit the configured key")
+    expect_refused(srv, "Invalid token", token=confused,
+                   why="alg does not fit the configured key")
+    expect_refused(srv, "Invalid token", token=wrong_kind,
+                   why="alg does not fit the configured key")
+    expect_refused(srv, "Invalid token", token=expired, why="expired")
+    # the same token forged with another key of the right kind
+    forged_priv, _ = openssl_keypair(_subdir(tmp_path, "forged"), kind)
+    forged = mint(claims, alg=alg, key_file=forged_priv)
+    expect_refused(srv, "Invalid token", token=forged,
+                   why="signature mismatch")
+    assert_no_token_in_log(srv, [good, hs, confused, wrong_kind, expired,
+                                 forged] + more)
+
+
+def _subdir(path, name):
+    d = path / name
+    d.mkdir(exist_ok=True)
+    return d
+
+
+# ------------------------------------------------------------------ #
+# 4. Other user claims                                                 #
+
+@pytest.mark.deadline(60)
+def test_user_from_userId_and_numeric_id(make_server):
+    srv = make_server(workers=2)
+    t_userid, t_id, t_both, t_strid = mint_many([
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"userId": "u-778", "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"id": 4242, "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "the-sub", "userId": "ignored", "id": 1,
+                     "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"id": "string-id", "exp": now() + 600}},
+    ])
+    for tok, user in ((t_userid, "u-778"), (t_id, "4242"),
+                      (t_both, "the-sub"), (t_strid, "string-id")):
+        mark = srv.log_mark()
+        ws = expect_accepted(srv, token=tok)
+        assert raw_ping(ws)["type"] == "pong"
+        ws.close()
+        srv.wait_log(r"connected: user %s, from 127\.0\.0\.1$"
+                     % re.escape(user), since=mark)
+
+
+# ------------------------------------------------------------------ #
+# 5. exp passes while connected                                        #
+
+@pytest.mark.deadline(60)
+def test_token_expiring_while_connected(make_server):
+    srv = make_server(workers=2, args=["--jwt-leeway", "0"])
+    # start right after a wall-clock second turns, so that exp is 2 s ahead
+    wait_for(lambda: time.time() % 1.0 < 0.2, 2, "a new second")
+    exp = now() + 2
+    tok = mint({"sub": "short-lived", "exp": exp})
+    t0 = time.monotonic()
+    ws = expect_accepted(srv, token=tok)
+    t_open = time.time()
+    assert raw_ping(ws)["type"] == "pong"
+    ws.sock.settimeout(5)
+    frames = ws.frames_until_eof()
+    t_close = time.time()
+    elapsed = time.monotonic() - t0
+    ws.close()
+    print("token exp %.3f s after connecting; closed %.3f s after "
+          "connecting, %.3f s after exp" % (exp - t_open, elapsed,
+                                            t_close - exp))
+    assert frames == [(OP_CLOSE, True, close_payload(1008, "Token expired"))]
+    assert t_close >= exp - 0.05, "closed before exp"
+    assert t_close - exp <= 1.5, "closed %.2f s after exp" % (t_close - exp)
+    assert 1.0 <= elapsed <= 3.5
+
+
+# ------------------------------------------------------------------ #
+# 6. The events claim                                                  #
+
+@pytest.mark.deadline(90)
+def test_events_claim_limits_subscriptions(make_server, pg):
+    a = add_event(pg, "auth-A", 50)
+    b = add_event(pg, "auth-B", 60)
+    srv = make_server(workers=2, database=pg.conninfo())
+    wait_db(srv)
+    only_a, any_event = mint_many([
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "fan", "events": [a], "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "fan", "exp": now() + 600}},
+    ])
+
+    ws = expect_accepted(srv, token=only_a)
+    ws.send_json({"type": "subscribe_event", "eventId": b})
+    err = ws.recv_json()
+    assert (err["type"], err["code"], err["message"]) == \
+        ("error", "forbidden", "Access to event %d denied" % b), err
+    ws.send_json({"type": "subscribe_event", "eventId": str(b)})
+    assert ws.recv_json()["code"] == "forbidden"
+    ws.send_json({"type": "subscribe_event", "eventId": a})
+    m = ws.recv_json()
+    assert (m["type"], m["eventId"]) == ("subscribed", a), m
+    m = ws.recv_json()
+    assert (m["type"], m["eventId"], m["availableSeats"],
+            m["seatCapacity"]) == ("seat_update", a, 50, 50), m
+    assert raw_ping(ws)["type"] == "pong"  # still open after the error
+    ws.close()
+
+    # /ws/events/B: greeted, then refused
+    ws = expect_accepted(srv, path="/ws/events/%d" % b, token=only_a)
+    assert ws.hello["eventId"] == b
+    err = ws.recv_json()
+    assert (err["type"], err["code"], err["message"]) == \
+        ("error", "forbidden", "Access to event %d denied" % b), err
+    assert raw_ping(ws)["type"] == "pong"
+    ws.close()
+    # /ws/events/A: greeted, then the seats
+    ws = expect_accepted(srv, path="/ws/events/%d" % a, token=only_a)
+    m = ws.recv_json()
+    assert (m["type"], m["eventId"], m["availableSeats"]) == \
+        ("seat_update", a, 50), m
+    ws.close()
+    # without the claim, B may be followed (so B exists: the error above
+    # is about the claim, not a missing event)
+    ws = expect_accepted(srv, token=any_event)
+    ws.send_json({"type": "subscribe_event", "eventId": b})
+    assert ws.recv_json()["type"] == "subscribed"
+    m = ws.recv_json()
+    assert (m["type"], m["eventId"], m["availableSeats"]) == \
+        ("seat_update", b, 60), m
+    ws.close()
+
+
+# ------------------------------------------------------------------ #
+# 7. Revocation                                                        #
+
+@pytest.mark.deadline(120)
+def test_revoked_jti_closes_connections_and_is_refused(make_server, pg):
+    srv = make_server(workers=2, database=pg.conninfo())
+    wait_db(srv)
+    jti_x = "revoke-me-%d" % os.getpid()
+    jti_y = "keep-me-%d" % os.getpid()
+    tok_x, tok_y = mint_many([
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "rev", "jti": jti_x, "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "rev", "jti": jti_y, "exp": now() + 600}},
+    ])
+
+    async def go():
+        # the two X clients on both workers, so that both act on the ring
+        for attempt in range(6):
+            x1, _ = await ws_open(srv, token=tok_x)
+            x2, _ = await ws_open(srv, token=tok_x)
+            w1 = worker_of(srv, x1.local_address[1])
+            w2 = worker_of(srv, x2.local_address[1])
+            if w1 != w2:
+                break
+            await x1.close()
+            await x2.close()
+        else:
+            pytest.fail("both X clients landed on one worker 6 times")
+        y, _ = await ws_open(srv, token=tok_y)
+        print("X clients on workers %s and %s" % (w1, w2))
+
+        closed = {}
+
+        async def watch(name, ws):
+            code, reason = await ws_closed(ws, 10)
+            closed[name] = (code, reason, time.monotonic())
+
+        watchers = [asyncio.ensure_future(watch("x1", x1)),
+                    asyncio.ensure_future(watch("x2", x2))]
+        t0 = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(
+            None, pg.psql, "INSERT INTO seatcast_revoked_tokens (jti) "
+            "VALUES ('%s')" % jti_x)
+        t_committed = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*watchers), 5)
+        lat = {k: v[2] - t0 for k, v in closed.items()}
+        print("revocation: x1 closed %.0f ms, x2 %.0f ms after the INSERT "
+              "started (psql took %.0f ms)" % (
+                  lat["x1"] * 1000, lat["x2"] * 1000,
+                  (t_committed - t0) * 1000))
+        for name in ("x1", "x2"):
+            assert closed[name][:2] == (1008, "Token revoked"), closed
+            assert lat[name] <= 1.0, lat
+        # Y stays
+        assert (await ws_ping(y))["type"] == "pong"
+        await y.close()
+    run(go())
+
+    # a new connection with X is refused, with Y accepted
+    expect_refused(srv, "Invalid token", token=tok_x, why="token revoked")
+    expect_refused(srv, "Invalid token", token=tok_x, why="token revoked")
+    expect_accepted(srv, token=tok_y).close()
+
+    # a new server on the same database still refuses X
+    srv.stop()
+    srv2 = make_server(workers=2, database=pg.conninfo())
+    wait_db(srv2)
+    expect_refused(srv2, "Invalid token", token=tok_x, why="token revoked")
+    ws = expect_accepted(srv2, token=tok_y)
+    assert raw_ping(ws)["type"] == "pong"
+    ws.close()
+    assert_no_token_in_log(srv, [tok_x, tok_y])
+    assert_no_token_in_log(srv2, [tok_x, tok_y])
+
+
+@pytest.mark.deadline(90)
+def test_revocation_made_while_the_listener_is_away(make_server, pg):
+    """The NOTIFY of a revocation is lost while the listener is
+    disconnected; when it is back it reads seatcast_revoked_tokens again
+    (SPEC 7), and the open connections with that jti must then be closed
+    with 1008 Token revoked, as they are when the NOTIFY arrives (SPEC 3).
+    Otherwise a revoked token keeps its connections until it expires."""
+    srv = make_server(workers=2, database=pg.conninfo())
+    wait_db(srv)
+    jti = "revoked-while-away-%d" % os.getpid()
+    tok = mint({"sub": "away", "jti": jti, "exp": now() + 600})
+    c = expect_accepted(srv, token=tok)
+    lid = srv.listener_pid()
+
+    # in one transaction: cut the listener's session (waiting until its
+    # backend is gone), then revoke; the NOTIFY at commit reaches nobody
+    mark = srv.log_mark()
+    cut = pg.query_value(
+        "BEGIN; "
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) "
+        "  FROM pg_stat_activity WHERE datname = current_database() "
+        "  AND pid <> pg_backend_pid() "
+        "  AND backend_type = 'client backend') t; "
+        "INSERT INTO seatcast_revoked_tokens (jti) VALUES ('%s'); "
+        "COMMIT;" % jti)
+    assert int(cut) >= 1, "expected to cut the listener's session"
+    srv.wait_log(r"listener\[%d\]: database connection lost" % lid,
+                 since=mark)
+    srv.wait_log(r"listener\[%d\]: listening for notifications" % lid,
+                 since=mark, timeout=10)
+    wait_db(srv)
+    t_back = time.monotonic()
+    # new handshakes are refused at once: the table was read again
+    expect_refused(srv, "Invalid token", token=tok, why="token revoked")
+    # and the connection opened before is closed
+    c.sock.settimeout(3)
+    try:
+        frames = c.frames_until_eof()
+    except socket.timeout:
+        frames = "still open %.1f s after the listener came back" % (
+            time.monotonic() - t_back)
+    finally:
+        c.close()
+    assert frames == [(OP_CLOSE, True, close_payload(1008, "Token revoked"))]
+
+
+# ------------------------------------------------------------------ #
+# 8, 9. Connection limits                                              #
+
+@pytest.mark.deadline(120)
+def test_max_connections_per_user(make_server):
+    srv = make_server(workers=2, args=["--max-connections-per-user", "2"])
+    tok_u, tok_v = mint_many([
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "limited", "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "someone-else", "exp": now() + 600}},
+    ])
+
+    # two connections of the user, one on each worker
+    for attempt in range(6):
+        c1 = expect_accepted(srv, token=tok_u)
+        c2 = expect_accepted(srv, token=tok_u)
+        w1, w2 = worker_of(srv, c1.local_port), worker_of(srv, c2.local_port)
+        if {w1, w2} == {0, 1}:
+            break
+        c1.close()
+        c2.close()
+        wait_for(lambda: srv.stats()["totals"]["connections"] == 0, 5,
+                 "the connections to go")
+    else:
+        pytest.fail("the user's two connections never spread over both "
+                    "workers")
+    print("the user's connections are on workers %d and %d" % (w1, w2))
+
+    # the third, wherever it lands, is refused (try a few times)
+    refusers = set()
+    for _ in range(4):
+        mark = srv.log_mark()
+        expect_refused(srv, "Too many connections", token=tok_u)
+        m = srv.wait_log(r"worker (\d+)\[\d+\]: refused user limited from "
+                         r"127\.0\.0\.1: too many connections$", since=mark)
+        refusers.add(int(m.group(1)))
+    print("third connections refused by workers %s" % sorted(refusers))
+    # another user is independent
+    v1 = expect_accepted(srv, token=tok_v)
+    v2 = expect_accepted(srv, token=tok_v)
+    expect_refused(srv, "Too many connections", token=tok_v)
+
+    # one closes (close handshake): a new one is accepted at once
+    c1.send_frame(OP_CLOSE, struct.pack("!H", 1000))
+    assert c1.frames_until_eof()[-1][0] == OP_CLOSE
+    c1.close()
+    c3 = expect_accepted(srv, token=tok_u)
+    expect_refused(srv, "Too many connections", token=tok_u)
+
+    # kill -9 the worker holding c2: the master repairs the count
+    victim_idx = worker_of(srv, c2.local_port)
+    c3_survives = worker_of(srv, c3.local_port) != victim_idx
+    victim = srv.stats()["workers"][victim_idx]["pid"]
+    t0 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    accepted = []
+
+    def try_connect():
+        ws = RawWs(srv, token=tok_u)
+        assert ws.status == 101
+        f = ws.recv_frame()
+        if f is not None and f[0] == OP_TEXT:
+            accepted.append(ws)
+            return True
+        # refused while the count was not yet repaired: finish the close
+        # handshake (echo), or the server waits 2 s for it
+        assert f == (OP_CLOSE, True,
+                     close_payload(1008, "Too many connections")), f
+        ws.send_frame(OP_CLOSE, f[2][:2])
+        assert ws.frames_until_eof() == []
+        ws.close()
+        return False
+    wait_for(try_connect, 5, "a connection of the user after the kill")
+    repair = time.monotonic() - t0
+    print("killed worker %d (pid %d); the user connected again %.0f ms "
+          "later" % (victim_idx, victim, repair * 1000))
+    assert repair <= 1.5
+    # the count is right again, not merely cleared: exactly two live
+    if not c3_survives:
+        accepted.append(expect_accepted(srv, token=tok_u))
+    expect_refused(srv, "Too many connections", token=tok_u)
+    wait_for(lambda: all(w["pid"] > 0 and w["state"] == "running"
+                         for w in srv.stats()["workers"]), 5,
+             "the worker to be respawned")
+    expect_refused(srv, "Too many connections", token=tok_u)
+    for c in [c2, c3, v1, v2] + accepted:
+        c.close()
+
+
+@pytest.mark.deadline(60)
+def test_max_connections_gives_503(make_server):
+    srv = make_server(workers=2, args=["--max-connections", "2"])
+    tok = mint({"sub": "crowd", "exp": now() + 600})
+    a = expect_accepted(srv, token=tok)
+    b = expect_accepted(srv, token=tok)
+    for _ in range(2):
+        r = RawWs(srv, token=tok)
+        while r._fill():
+            pass
+        r.close()
+        assert r.status == 503, r.head
+        assert "sec-websocket-accept" not in r.headers
+        assert "upgrade" not in r.headers
+        print(r.head.splitlines()[0], r.buf)
+    srv.wait_log(r"refused with 503: too many connections$")
+    a.send_frame(OP_CLOSE, struct.pack("!H", 1000))
+    a.frames_until_eof()
+    a.close()
+    wait_for(lambda: srv.stats()["totals"]["connections"] <= 1, 5,
+             "the closed client to be gone")
+    c = expect_accepted(srv, token=tok)
+    c.close()
+    b.close()
+
+
+# ------------------------------------------------------------------ #
+# 10. SIGHUP rotates the secret                                        #
+
+@pytest.mark.deadline(90)
+def test_sighup_rotates_the_secret(make_server, tmp_path):
+    secret_file = tmp_path / "jwt.secret"
+    secret_file.write_text("secret-A-0123456789\n")
+    srv = make_server(workers=2, secret=None,
+                      args=["--jwt-secret-file", secret_file])
+    claims = {"sub": "rotator", "exp": now() + 600}
+    tok_a1, tok_a2, tok_b = mint_many([
+        {"alg": "HS256", "key": "secret-A-0123456789", "payload": claims},
+        {"alg": "HS256", "key": "secret-A-0123456789",
+         "payload": dict(claims, jti="second-a")},
+        {"alg": "HS256", "key": "secret-B-9876543210", "payload": claims},
+    ])
+    c1 = expect_accepted(srv, token=tok_a1)
+    expect_refused(srv, "Invalid token", token=tok_b,
+                   why="signature mismatch")
+
+    secret_file.write_text("secret-B-9876543210\n")
+    workers = {w["pid"] for w in srv.stats()["workers"]}
+    mark = srv.log_mark()
+    srv.send_signal(signal.SIGHUP)
+    rx = re.compile(r"worker \d+\[(\d+)\]: configuration and keys reloaded$",
+                    re.M)
+    wait_for(lambda: {int(p) for p in rx.findall(srv.log()[mark:])} >=
+             workers, 10, "every worker to log the reload")
+    assert {w["pid"] for w in srv.stats()["workers"]} == workers
+
+    b1 = expect_accepted(srv, token=tok_b)
+    b2 = expect_accepted(srv, token=tok_b)
+    for _ in range(2):
+        expect_refused(srv, "Invalid token", token=tok_a2,
+                       why="signature mismatch")
+    assert raw_ping(c1)["type"] == "pong"
+    for c in (c1, b1, b2):
+        c.close()
+
+
+@pytest.mark.deadline(90)
+def test_sighup_reload_survives_a_worker_respawn(make_server, tmp_path):
+    """SIGHUP applies a changed config file and secret file to new
+    connections: a worker respawned after the reload (kill -9) must use
+    the reloaded configuration and keys too, not the ones of the start."""
+    conf = tmp_path / "seatcast.conf"
+    secret_file = tmp_path / "jwt.secret"
+    conf.write_text("jwt-issuer = issuer-A\njwt-secret-file = %s\n"
+                    % secret_file)
+    secret_file.write_text("secret-A-0123456789\n")
+    srv = make_server(workers=2, secret=None, args=["-c", conf])
+    claims = {"sub": "respawn", "exp": now() + 600}
+    old, new_iss_old_key, new = mint_many([
+        {"alg": "HS256", "key": "secret-A-0123456789",
+         "payload": dict(claims, iss="issuer-A")},
+        {"alg": "HS256", "key": "secret-A-0123456789",
+         "payload": dict(claims, iss="issuer-B")},
+        {"alg": "HS256", "key": "secret-B-9876543210",
+         "payload": dict(claims, iss="issuer-B")},
+    ])
+    expect_accepted(srv, token=old).close()
+
+    conf.write_text("jwt-issuer = issuer-B\njwt-secret-file = %s\n"
+                    % secret_file)
+    secret_file.write_text("secret-B-9876543210\n")
+    workers = {w["pid"] for w in srv.stats()["workers"]}
+    mark = srv.log_mark()
+    srv.send_signal(signal.SIGHUP)
+    rx = re.compile(r"worker \d+\[(\d+)\]: configuration and keys "
+                    r"reloaded$", re.M)
+    wait_for(lambda: {int(p) for p in rx.findall(srv.log()[mark:])} >=
+             workers, 10, "every worker to log the reload")
+
+    # one worker dies after the reload and is respawned
+    victim = srv.stats()["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: all(w["pid"] > 0 and w["pid"] != victim and
+                         w["state"] == "running"
+                         for w in srv.stats()["workers"][:1]), 10,
+             "worker 0 to be respawned")
+
+    # connections held open spread over both workers (least loaded first)
+    held, seen = [], set()
+    for _ in range(4):
+        mark = srv.log_mark()
+        r = RawWs(srv, token=new)
+        assert r.status == 101
+        f = r.recv_frame()
+        m = srv.wait_log(r"worker (\d+)\[\d+\]: (client \S+ connected: "
+                         r"user respawn, from .*|authentication failed for .*)$",
+                         since=mark)
+        seen.add(int(m.group(1)))
+        held.append(r)
+        assert f is not None and f[0] == OP_TEXT, (
+            "worker %s refused a token of the reloaded configuration: %r; "
+            "log: %s" % (m.group(1), f, m.group(2)))
+    assert seen == {0, 1}, seen
+    for r in held:
+        r.close()
+    for tok, why in ((old, "issuer mismatch|signature mismatch"),
+                     (new_iss_old_key, "signature mismatch")):
+        for _ in range(2):
+            expect_refused(srv, "Invalid token", token=tok, why=why)
+
+
+# ------------------------------------------------------------------ #
+# 11. --trusted-proxy and X-Forwarded-For                              #
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("trusted", [True, False])
+def test_forwarded_for_only_from_a_trusted_proxy(make_server, trusted):
+    args = ["--trusted-proxy", "127.0.0.1"] if trusted else []
+    srv = make_server(workers=2, args=args)
+    tok = mint({"sub": "proxied", "exp": now() + 600})
+    xff = [("X-Forwarded-For", "203.0.113.7")]
+    mark = srv.log_mark()
+    ws = expect_accepted(srv, token=tok, headers=xff)
+    ws.close()
+    expected = r"203\.0\.113\.7 \(via 127\.0\.0\.1\)" if trusted \
+        else r"127\.0\.0\.1"
+    line = srv.wait_log(r"connected: user proxied, from %s$" % expected,
+                        since=mark)
+    print(line.group(0))
+    # a refusal logs the same address
+    expect_refused(srv, "Authentication required", headers=xff,
+                   why="no token",
+                   addr="203.0.113.7 (via 127.0.0.1)" if trusted
+                   else "127.0.0.1")
+    # header text that is no address never reaches the log
+    mark = srv.log_mark()
+    expect_accepted(srv, token=tok,
+                    headers=[("X-Forwarded-For", "<evil>hostname")]).close()
+    srv.wait_log(r"connected: user proxied, from 127\.0\.0\.1$", since=mark)
+    assert "<evil>" not in srv.log()
+    if not trusted:
+        assert "203.0.113.7" not in srv.log()
+
+
+# ------------------------------------------------------------------ #
+# 12. seatcast token                                                   #
+
+@pytest.mark.deadline(60)
+def test_token_command(make_server, tmp_path):
+    srv = make_server(workers=2)
+    p = run_seatcast(["token", "--sub", "cli-user", "--ttl", "120",
+                      "--events", "1,2", "--jti", "cli-jti-12"],
+                     secret=SECRET)
+    assert p.returncode == 0, p.stderr
+    tok = p.stdout.strip()
+    assert p.stdout.count("\n") == 1 and tok.count(".") == 2
+    # jsonwebtoken verifies it with the secret and reads the claims
+    claims = verify_with_node(tok)
+    assert claims["sub"] == "cli-user"
+    assert claims["events"] == [1, 2]
+    assert claims["jti"] == "cli-jti-12"
+    assert claims["exp"] - claims["iat"] == 120
+    assert abs(claims["iat"] - time.time()) < 30
+    assert claims_of(tok) == claims
+    ws = expect_accepted(srv, token=tok)
+    assert raw_ping(ws)["type"] == "pong"
+    ws.close()
+    srv.wait_log(r"connected: user cli-user, from 127\.0\.0\.1$")
+
+    # --jwt-secret-file, and without --jti a random one
+    f = tmp_path / "other.secret"
+    f.write_text("file-secret-xyz\n")
+    p = run_seatcast(["token", "--sub", "7", "--jwt-secret-file", f],
+                     secret=None)
+    assert p.returncode == 0, p.stderr
+    claims = verify_with_node(p.stdout.strip(), key="file-secret-xyz")
+    assert claims["sub"] == "7" and len(claims["jti"]) >= 16
+    assert "events" not in claims
+
+    # bad --events: exit 2, a message, no token
+    for bad in ("x", "1,x", "0", "1,,2", "-1"):
+        p = run_seatcast(["token", "--sub", "u", "--events", bad],
+                         secret=SECRET)
+        assert p.returncode == 2, (bad, p.returncode, p.stdout, p.stderr)
+        assert p.stdout == ""
+        assert "events" in p.stderr
+    p = run_seatcast(["token", "--events", "1"], secret=SECRET)
+    assert p.returncode == 2 and "--sub" in p.stderr
