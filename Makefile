@@ -54,7 +54,7 @@ DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all check unit integration install clean deps demo check-headers \
-        node-deps fuzz fuzz-run fuzz-long unit unit-bins
+        node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan
 
 all: $(BUILD)/seatcast
 
@@ -88,6 +88,7 @@ check: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=address,undefined unit
 	$(MAKE) fuzz-run
 	$(MAKE) integration
+	$(MAKE) integration-asan
 
 unit-bins: $(UNIT_BIN)
 
@@ -103,6 +104,14 @@ node-deps:
 
 integration: $(BUILD)/seatcast node-deps
 	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) \
+	    /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration
+
+# The integration suite again, against the AddressSanitizer and
+# UndefinedBehaviorSanitizer build: a report in a server log fails the test.
+integration-asan: node-deps
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=address,undefined all
+	SEATCAST_BIN=$(abspath $(BUILD)/asan/seatcast) SEATCAST_SANITIZED=1 \
+	    ASAN_OPTIONS=detect_leaks=1 \
 	    /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration
 
 check-headers:

@@ -14,8 +14,11 @@
 
 extern char **environ;
 
-static char *title_start; /* argv[0]; the area runs to title_end */
+static char *title_start; /* argv[0]; the area runs title_len bytes */
 static size_t title_len;
+/* the environment's new home; volatile so that the store stays and the
+ * array stays reachable (it is never freed) */
+static char **volatile moved_env;
 
 void
 sc_proc_title_init(int argc, char **argv)
@@ -49,6 +52,7 @@ sc_proc_title_init(int argc, char **argv)
         }
     }
     environ = env;
+    moved_env = env;
     title_start = argv[0];
     title_len = (size_t)(end - argv[0]);
     for (int i = 1; i < argc; i++) {

@@ -59,13 +59,15 @@ cleanup() {
     trap - EXIT INT TERM
     echo
     say "stopping"
-    if [ -n "$NGX_PID" ]; then
-        kill -TERM "$NGX_PID" 2>/dev/null || true
-        wait_gone "$NGX_PID" 10
-    fi
+    # seatcast first, so that its clients get their 1001 close frame
+    # through nginx, then nginx (gracefully), then PostgreSQL
     if [ -n "$SC_PID" ]; then
         kill -TERM "$SC_PID" 2>/dev/null || true
         wait_gone "$SC_PID" 15
+    fi
+    if [ -n "$NGX_PID" ]; then
+        kill -QUIT "$NGX_PID" 2>/dev/null || true
+        wait_gone "$NGX_PID" 10
     fi
     as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
     rm -f "$RUN/nginx/nginx.pid" "$RUN/seatcast.pid"
@@ -103,7 +105,10 @@ if [ ! -s "$RUN/jwt.secret" ]; then
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/jwt.secret"
     chmod 600 "$RUN/jwt.secret"
 fi
-"$SEATCAST" -l "127.0.0.1:$PORT" --workers 2 \
+# seatcast and nginx run in sessions of their own: Ctrl-C reaches only
+# this script, which stops them in order (a demo killed outright leaves
+# them to the pid files, which the next run reads)
+setsid "$SEATCAST" -l "127.0.0.1:$PORT" --workers 2 \
     -d "host=127.0.0.1 port=$PGPORT user=postgres dbname=seatcast" \
     --jwt-secret-file "$RUN/jwt.secret" --shm-name "/seatcast-demo-$PORT" \
     --trusted-proxy 127.0.0.1 --pid-file "$RUN/seatcast.pid" \
@@ -133,7 +138,7 @@ conf=${conf//@PORT@/$PORT}
 printf '%s\n' "$conf" > "$RUN/nginx/nginx.conf"
 "$NGINX" -q -t -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" 2>"$RUN/nginx-error.log" ||
     { say "nginx configuration rejected:"; cat "$RUN/nginx-error.log"; exit 1; }
-"$NGINX" -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" 2>>"$RUN/nginx-error.log" &
+setsid "$NGINX" -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" 2>>"$RUN/nginx-error.log" &
 NGX_PID=$!
 for _ in $(seq 100); do
     if curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1; then break; fi

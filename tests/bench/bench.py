@@ -107,7 +107,7 @@ class Server:
 
     def __init__(self, args, n, conninfo, secret, logdir):
         self.port = free_port()
-        self.nofile = nofile_for(n // max(1, args.workers) + n)
+        self.nofile = nofile_for(n)
         self.argv = [args.seatcast,
                      "--listen", "127.0.0.1:%d" % self.port,
                      "--workers", str(args.workers),
@@ -197,7 +197,8 @@ def loadgen_argv(args, n, server, conninfo, token, first_event):
             "--burst", str(args.burst),
             "--paced-rate", str(args.paced_rate),
             "--paced-seconds", str(args.paced_seconds),
-            "--settle", str(args.settle)]
+            "--settle", str(args.settle),
+            "--sources", str(args.sources)]
 
 
 def start_perf(args, server, n):
@@ -365,6 +366,8 @@ def parse_args(argv):
                    help="spread connections over this many events")
     p.add_argument("--capacity", type=int, default=1000000)
     p.add_argument("--window", type=int, default=256)
+    p.add_argument("--sources", type=int, default=0,
+                   help="loopback source addresses (0: as many as needed)")
     p.add_argument("--burst", type=int, default=50)
     p.add_argument("--paced-rate", type=float, default=2)
     p.add_argument("--paced-seconds", type=float, default=5)

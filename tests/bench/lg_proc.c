@@ -92,6 +92,27 @@ read_pss(pid_t pid)
     return (uint64_t)kib;
 }
 
+/* Time on CPU in ns from /proc/PID/schedstat (finer than the ticks of
+ * utime and stime; seatcast's processes have one thread); 0 if absent. */
+static uint64_t
+read_run_ns(pid_t pid)
+{
+    char path[64];
+    unsigned long long ns = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return 0;
+    }
+    if (fscanf(f, "%llu", &ns) != 1) {
+        ns = 0;
+    }
+    fclose(f);
+    return (uint64_t)ns;
+}
+
 static bool
 is_pid_name(const char *s)
 {
@@ -135,6 +156,7 @@ lg_proc_sample(pid_t master, struct lg_proc_sample *s)
         found_master = found_master || pid == master;
         s->nprocs++;
         s->cpu_ticks += st.ticks;
+        s->run_ns += read_run_ns(pid);
         s->pss_kib += read_pss(pid);
     }
     closedir(d);

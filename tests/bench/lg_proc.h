@@ -17,6 +17,7 @@
 struct lg_proc_sample {
     uint64_t pss_kib;   /* sum of Pss from /proc/PID/smaps_rollup */
     uint64_t cpu_ticks; /* sum of utime + stime, in clock ticks */
+    uint64_t run_ns;    /* sum of /proc/PID/schedstat time on CPU, ns */
     unsigned nprocs;    /* processes found */
 };
 

@@ -160,6 +160,7 @@ struct phase {
     uint64_t dups, reordered, unexpected, lost, lost_final, lost_created;
     int64_t last_ns;     /* receive time of the last phase message */
     uint64_t cpu_ticks;  /* server utime + stime over the phase */
+    uint64_t run_ns;     /* the same from schedstat, in ns */
     double client_cpu_s; /* this process, both threads */
     double lat_ms[4];    /* p50 p90 p99 max, commit to receive */
     int64_t negative;    /* receives before COMMIT returned */
@@ -907,6 +908,7 @@ run_phase(struct lg *lg, const char *name, uint32_t count, double rate)
     lg_book_join(&b);
     if (lg_proc_sample(lg->o.server_pid, &s1) == 0) {
         lg->ph.cpu_ticks = s1.cpu_ticks - s0.cpu_ticks;
+        lg->ph.run_ns = s1.run_ns - s0.run_ns;
     }
     lg->ph.client_cpu_s = cpu_seconds() - cpu0;
     phase_end(lg, &b);
@@ -942,13 +944,16 @@ print_phase(const struct lg *lg, FILE *out)
             "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
             "\"max\":%.3f},\"negative_latencies\":%" PRId64 ","
             "\"server_cpu_ms\":%.1f,\"cpu_ns_per_message\":%.1f,"
-            "\"cpu_ns_per_update\":%.1f,\"client_cpu_ms\":%.1f,",
+            "\"cpu_ns_per_update\":%.1f,\"server_schedstat_ms\":%.3f,"
+            "\"schedstat_ns_per_message\":%.1f,\"client_cpu_ms\":%.1f,",
             ph->committed > 0 ? (double)ph->commit_ns[ph->committed - 1] / 1e9
                               : 0,
             ph->lat_ms[0], ph->lat_ms[1], ph->lat_ms[2], ph->lat_ms[3],
             ph->negative, cpu_ns / 1e6,
             ph->frames > 0 ? cpu_ns / (double)ph->frames : 0,
             ph->updates > 0 ? cpu_ns / (double)ph->updates : 0,
+            (double)ph->run_ns / 1e6,
+            ph->frames > 0 ? (double)ph->run_ns / (double)ph->frames : 0,
             ph->client_cpu_s * 1e3);
     fprintf(out,
             "\"lost\":%" PRIu64 ",\"lost_final\":%" PRIu64 ","

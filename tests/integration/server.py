@@ -433,7 +433,25 @@ class Seatcast:
                           self.proc.pid, timeout, sig), file=sys.stderr)
                 self.kill_tree()
         self.returncode = self.proc.returncode
+        self.check_sanitizers()
         return self.returncode
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+                       "==ERROR", "Invalid read", "Invalid write")
+
+    def check_sanitizers(self):
+        """Fails when the server's log holds a sanitizer or memory error
+        report (the sanitizer build of `make check` runs this suite)."""
+        try:
+            text = self.log()
+        except OSError:
+            return
+        for mark in self.SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                raise SeatcastError("sanitizer report in %s:\n%s" % (
+                    self.log_path, text[max(0, i - 200):i + 3000]))
 
     def _remember(self, pid):
         info = proc_info(pid)

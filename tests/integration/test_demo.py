@@ -436,7 +436,8 @@ def test_demo_page_reconnects(tmp_path, make_server, browser):
         os.makedirs(os.path.join(prefix, "nginx", "tmp"))
         http_port = free_port()
         ngx = Nginx(prefix, render_demo_nginx(prefix, ROOT, http_port,
-                                              srv.port), http_port)
+                                              srv.port), http_port,
+                    pidfile=os.path.join(prefix, "nginx", "nginx.pid"))
         try:
             ngx.start()
             b = browser()

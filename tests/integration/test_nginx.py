@@ -103,9 +103,10 @@ class Nginx:
     """A private nginx under `prefix` (created), running the main config
     `main_conf` text; stdout/stderr go to prefix/nginx.out."""
 
-    def __init__(self, prefix, main_conf, port):
+    def __init__(self, prefix, main_conf, port, pidfile=None):
         self.prefix = str(prefix)
         self.port = port
+        self.pidfile = pidfile or os.path.join(self.prefix, "nginx.pid")
         os.makedirs(os.path.join(self.prefix, "tmp"), exist_ok=True)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -132,8 +133,7 @@ class Nginx:
             if self.proc.poll() is not None:
                 raise SeatcastError("nginx exited with %d:\n%s" % (
                     self.proc.returncode, self.log()))
-            return (os.path.exists(os.path.join(self.prefix, "nginx.pid"))
-                    and _port_open(self.port))
+            return os.path.exists(self.pidfile) and _port_open(self.port)
         wait_for(ready, timeout, "nginx to listen on %d" % self.port)
         return self
 
@@ -171,7 +171,7 @@ class Nginx:
 
     def log(self):
         out = []
-        for name in ("nginx.out", "error.log"):
+        for name in ("nginx.out", "error.log", "nginx-error.log"):
             try:
                 with open(os.path.join(self.prefix, name)) as f:
                     out.append("== %s\n%s" % (name, f.read()[-3000:]))

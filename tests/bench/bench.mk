@@ -1,0 +1,50 @@
+# bench.mk - seatcast's benchmark (included by the top Makefile)
+#
+#   make bench                        N = 1000 10000 50000 100000
+#   make bench BENCH_N="1000 10000"   other connection counts
+#   make bench BENCH_ARGS="--events 100 --perf"   more bench.py options
+#   make bench-smoke                  N = 200, ~5 s; fails on any lost,
+#                                     duplicated or reordered delivery
+#
+# Runs as root: a throwaway PostgreSQL (runuser -u postgres), raised
+# RLIMIT_NOFILE.  Results go to $(BUILD)/bench: results.json, results.txt,
+# bench.png.  See tests/bench/README.md.
+
+BENCH_DIR    = $(BUILD)/bench
+BENCH_N     ?= 1000 10000 50000 100000
+BENCH_ARGS  ?=
+BENCH_SRC    = $(wildcard tests/bench/*.c)
+BENCH_HDR    = $(wildcard tests/bench/*.h)
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread \
+               $(shell pkg-config --cflags libpq 2>/dev/null)
+BENCH_LIBS   = $(shell pkg-config --libs libpq 2>/dev/null) -pthread
+BENCH_DEB    = gnuplot-nox postgresql-15 libpq-dev python3
+BENCH_DRIVER = /usr/bin/python3 tests/bench/bench.py \
+               --seatcast $(BUILD)/seatcast --loadgen $(BENCH_DIR)/loadgen \
+               --out $(BENCH_DIR)
+
+.PHONY: bench bench-smoke bench-deps
+
+$(BENCH_DIR)/loadgen: $(BENCH_SRC) $(BENCH_HDR) tests/bench/bench.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $(BENCH_SRC) $(BENCH_LIBS)
+
+# The same check as the top Makefile's deps, for the bench's packages.
+bench-deps:
+	@missing=""; for p in $(BENCH_DEB); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	        grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "bench-deps: installing Debian packages:$$missing"; \
+	    SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
+	$(BENCH_DRIVER) --n "$(BENCH_N)" $(BENCH_ARGS)
+
+bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
+	$(BENCH_DRIVER) --smoke
