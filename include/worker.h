@@ -19,12 +19,14 @@ struct sc_registry;
 struct sc_worker_slot;
 struct sc_event_entry;
 struct sc_conn;
+struct sc_outq;
 struct sc_sub;
 struct sc_jwt_keys;
 struct event_base;
 struct event;
 
 #define SC_WORKER_SCRATCH 65536
+#define SC_WORKER_FREE_Q_MAX 65536 /* recycled output queue nodes kept */
 
 /* The worker's view of one event some of its connections follow. */
 struct sc_wevent {
@@ -53,6 +55,8 @@ struct sc_worker {
     uint64_t ring_seq;   /* next ring sequence to consume */
     struct sc_jwt_keys *keys;
     struct sc_conn *dirty; /* connections with output to flush */
+    struct sc_outq *free_q; /* recycled queue nodes, owned */
+    uint32_t nfree_q;
     bool batching;         /* queue only; flush at the end of a batch */
     bool stopping;
     uint64_t stop_deadline;

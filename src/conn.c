@@ -81,6 +81,36 @@ sc_frame_release(struct sc_frame *f)
     }
 }
 
+/*
+ * Queue nodes are recycled through the worker's free list: a broadcast
+ * queues one per subscriber, and malloc/free for each would be the
+ * fan-out's main cost after the write itself.
+ */
+static struct sc_outq *
+outq_get(struct sc_worker *w)
+{
+    struct sc_outq *q = w->free_q;
+
+    if (q != NULL) {
+        w->free_q = q->next;
+        w->nfree_q--;
+        return q;
+    }
+    return malloc(sizeof(*q));
+}
+
+static void
+outq_put(struct sc_worker *w, struct sc_outq *q)
+{
+    if (w->nfree_q >= SC_WORKER_FREE_Q_MAX) {
+        free(q);
+        return;
+    }
+    q->next = w->free_q;
+    w->free_q = q;
+    w->nfree_q++;
+}
+
 /* ------------------------------------------------------------------ */
 /* Lifecycle                                                            */
 
@@ -131,7 +161,7 @@ outq_clear(struct sc_conn *c)
         struct sc_outq *q = c->out_head;
         c->out_head = q->next;
         sc_frame_release(q->frame);
-        free(q);
+        outq_put(c->w, q);
     }
     c->out_tail = NULL;
     c->out_bytes = 0;
@@ -245,7 +275,7 @@ flush_queue(struct sc_conn *c)
             wr -= (ssize_t)left;
             c->out_head = q->next;
             sc_frame_release(q->frame);
-            free(q);
+            outq_put(w, q);
             atomic_fetch_add_explicit(&w->slot->messages_sent, 1, RELAXED);
         }
         if (c->out_head == NULL) {
@@ -289,7 +319,7 @@ merge_pending(struct sc_conn *c, int64_t merge_id)
             }
             c->out_bytes -= q->frame->len;
             sc_frame_release(q->frame);
-            free(q);
+            outq_put(c->w, q);
             return;
         }
     }
@@ -298,7 +328,7 @@ merge_pending(struct sc_conn *c, int64_t merge_id)
 static int
 enqueue(struct sc_conn *c, struct sc_frame *f)
 {
-    struct sc_outq *q = malloc(sizeof(*q));
+    struct sc_outq *q = outq_get(c->w);
 
     if (q == NULL) {
         return -1;
@@ -1190,7 +1220,9 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         sc_conn_close_ws(c, 1008, "Token expired");
         return;
     }
-    if (now >= c->deadline_ms) {
+    /* the tick runs once a second: half a tick early is on time, or a
+     * 1 s interval would ping every other tick */
+    if (now + 500 >= c->deadline_ms) {
         uint8_t ping[2] = {0x89, 0x00};
         c->deadline_ms = now + ping_ms;
         send_bytes(c, ping, sizeof(ping));

@@ -687,6 +687,11 @@ worker_fini(struct sc_worker *w)
     if (w->base != NULL) {
         event_base_free(w->base);
     }
+    while (w->free_q != NULL) {
+        struct sc_outq *q = w->free_q;
+        w->free_q = q->next;
+        free(q);
+    }
     sc_jwt_keys_free(w->keys);
     free(w->events);
     free(w->cfg);

@@ -47,4 +47,5 @@ bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DRIVER) --n "$(BENCH_N)" $(BENCH_ARGS)
 
 bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
+	$(BENCH_DIR)/loadgen --self-test
 	$(BENCH_DRIVER) --smoke

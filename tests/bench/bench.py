@@ -115,7 +115,7 @@ class Server:
                      "--jwt-secret-file", secret,
                      "--max-connections", str(n + 1000),
                      "--shm-name", "/sc-bench-%d-%d" % (os.getpid(), n),
-                     "--log-level", "warn"]
+                     "--log-level", "warn"] + args.server_arg
         self.logpath = os.path.join(logdir, "seatcast-%d.log" % n)
         self.proc = None
 
@@ -374,6 +374,8 @@ def parse_args(argv):
     p.add_argument("--settle", type=float, default=1)
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds allowed to one loadgen run")
+    p.add_argument("--server-arg", action="append", default=[],
+                   help="one more seatcast argument (repeatable)")
     p.add_argument("--perf", action="store_true",
                    help="profile the server with perf record -g")
     p.add_argument("--smoke", action="store_true",

@@ -64,6 +64,7 @@
 
 #include "lg_book.h"
 #include "lg_proc.h"
+#include "lg_selftest.h"
 #include "lg_ws.h"
 
 #define RBUF_SIZE (256 * 1024) /* shared read buffer */
@@ -922,10 +923,9 @@ static void
 print_phase(const struct lg *lg, FILE *out)
 {
     const struct phase *ph = &lg->ph;
-    double secs =
-        ph->committed > 0 && ph->last_ns > ph->commit_ns[0]
-            ? (double)(ph->last_ns - ph->commit_ns[0] - ph->origin_ns) / 1e9
-            : 0;
+    /* deliveries: from the first COMMIT returned to the last frame read */
+    int64_t span = ph->last_ns - ph->origin_ns - ph->commit_ns[0];
+    double secs = ph->committed > 0 && span > 0 ? (double)span / 1e9 : 0;
     double tick_ns = (double)lg_proc_tick_ns();
     double cpu_ns = (double)ph->cpu_ticks * tick_ns;
 
@@ -1032,7 +1032,8 @@ usage(void)
             "               [--burst 50] [--paced-rate 2] "
             "[--paced-seconds 5]\n"
             "               [--settle 1] [--handshake-timeout 10] "
-            "[--drain-timeout 5]\n");
+            "[--drain-timeout 5]\n"
+            "       loadgen --self-test\n");
     exit(2);
 }
 
@@ -1070,6 +1071,7 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         {"settle", required_argument, NULL, 'z'},
         {"handshake-timeout", required_argument, NULL, 'H'},
         {"drain-timeout", required_argument, NULL, 'D'},
+        {"self-test", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int c;
 
@@ -1134,6 +1136,8 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         case 'D':
             o->drain_timeout = num_arg("drain-timeout", optarg, 0.1, 3600);
             break;
+        case 'T':
+            exit(lg_selftest() == 0 ? 0 : 1);
         default:
             usage();
         }

@@ -829,6 +829,51 @@ def test_revoked_jti_closes_connections_and_is_refused(make_server, pg):
     assert_no_token_in_log(srv2, [tok_x, tok_y])
 
 
+def revoke_while_listener_away(pg, jti, timeout=15):
+    """Inserts the revocation while no seatcast session is on the database,
+    so that its NOTIFY reaches nobody: a psql session is opened first (it
+    outlives what follows), new sessions are then refused (ALLOW_CONNECTIONS
+    false), the listener's session is cut (pg_terminate_backend waits until
+    its backend is gone), the row is inserted and committed, and only then
+    are sessions let in again."""
+    db = pg.dbname
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGAPPNAME"] = "sc-test-revoker"
+    sess = subprocess.Popen(pg.psql_argv(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+    def ask(sql, marker):
+        sess.stdin.write(sql + "\nSELECT '%s';\n" % marker)
+        sess.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = sess.stdout.readline()
+            if not line:
+                raise SeatcastError("psql session ended: %s"
+                                    % sess.stderr.read())
+            if line.strip() == marker:
+                return
+        raise SeatcastError("psql session: no %s" % marker)
+    try:
+        ask("", "session-open")
+        cut = pg.query_value(
+            "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false; "
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) "
+            "  FROM pg_stat_activity WHERE datname = '%s' "
+            "  AND backend_type = 'client backend' "
+            "  AND application_name <> 'sc-test-revoker') t;" % (db, db),
+            db="postgres")
+        assert int(cut) >= 1, "expected to cut the listener's session"
+        ask("INSERT INTO seatcast_revoked_tokens (jti) VALUES ('%s');" % jti,
+            "revoked")
+    finally:
+        pg.psql("ALTER DATABASE %s WITH ALLOW_CONNECTIONS true" % db,
+                db="postgres")
+        sess.stdin.close()
+        sess.wait(timeout)
+
+
 @pytest.mark.deadline(90)
 def test_revocation_made_while_the_listener_is_away(make_server, pg):
     """The NOTIFY of a revocation is lost while the listener is
@@ -843,18 +888,8 @@ def test_revocation_made_while_the_listener_is_away(make_server, pg):
     c = expect_accepted(srv, token=tok)
     lid = srv.listener_pid()
 
-    # in one transaction: cut the listener's session (waiting until its
-    # backend is gone), then revoke; the NOTIFY at commit reaches nobody
     mark = srv.log_mark()
-    cut = pg.query_value(
-        "BEGIN; "
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) "
-        "  FROM pg_stat_activity WHERE datname = current_database() "
-        "  AND pid <> pg_backend_pid() "
-        "  AND backend_type = 'client backend') t; "
-        "INSERT INTO seatcast_revoked_tokens (jti) VALUES ('%s'); "
-        "COMMIT;" % jti)
-    assert int(cut) >= 1, "expected to cut the listener's session"
+    revoke_while_listener_away(pg, jti)
     srv.wait_log(r"listener\[%d\]: database connection lost" % lid,
                  since=mark)
     srv.wait_log(r"listener\[%d\]: listening for notifications" % lid,

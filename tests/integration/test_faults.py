@@ -202,6 +202,15 @@ async def open_clients(srv, n, path, token, batch=25):
     return out
 
 
+async def client_ping(c, timeout=10):
+    """{"type":"ping"} through a booking.Client: waits for one more pong
+    (the client must still be connected and served)."""
+    n = sum(1 for _, m in c.msgs if m["type"] == "pong")
+    await c.send('{"type":"ping"}')
+    await c.wait_for(lambda ms: sum(1 for m in ms if m["type"] == "pong")
+                     > n, timeout, "pong")
+
+
 async def close_clients(clients):
     await asyncio.gather(*(c.close() for c in clients),
                          return_exceptions=True)
@@ -402,7 +411,7 @@ def test_kill9_master_mid_burst_leaves_nothing_running(db, make_server):
                 "workers and listener %s to exit" % children)
             t_gone = time.monotonic() - t0
             await asyncio.gather(*(c.closed.wait() for c in clients))
-            codes = {c.ws.close_code for c in clients}
+            codes = {(c.ws.close_code, c.ws.close_reason) for c in clients}
             await async_wait_for(
                 lambda: listener_backends(db.cluster, db.name) == 0, 10,
                 "the listener's PostgreSQL session to end")
@@ -417,7 +426,9 @@ def test_kill9_master_mid_burst_leaves_nothing_running(db, make_server):
                   % (children, t_gone, codes, CAP - db.available(event)))
             assert left == set(), [proc_info(p) for p in left]
             assert [s for s in strays if s["state"] not in "ZX"] == []
-            assert codes == {1006}
+            # orphaned workers stop (gracefully or not), never linger
+            assert codes <= {(1001, "Server shutting down"), (1006, "")}, \
+                codes
             # the booking side never noticed
             assert db.available(event) == CAP - BURST
         finally:
@@ -460,9 +471,7 @@ def test_postgresql_stopped_and_started_keeps_clients_and_recovers(
             while time.monotonic() - t0 < OUTAGE_S:
                 status, body_ = healthz(srv)
                 seen.append(status)
-                pongs = await asyncio.gather(*(ws_ping(c.ws, 10)
-                                               for c in clients))
-                assert all(p["type"] == "pong" for p in pongs)
+                await asyncio.gather(*(client_ping(c) for c in clients))
                 await asyncio.sleep(0.5)
             assert set(seen[2:]) == {503}, seen
             status, body_ = healthz(srv)
@@ -562,9 +571,7 @@ def test_pg_terminate_backend_of_listener_keeps_clients_and_resyncs(
             session.send("UPDATE events SET seat_capacity = 150 "
                          "WHERE id = %d;" % b)
             session.sync()
-            pongs = await asyncio.gather(*(ws_ping(c.ws, 10)
-                                           for c in clients))
-            assert all(p["type"] == "pong" for p in pongs)
+            await asyncio.gather(*(client_ping(c) for c in clients))
             assert healthz(srv)[0] == 503
             cluster.psql('ALTER DATABASE "%s" ALLOW_CONNECTIONS true'
                          % db.name, db="postgres")
@@ -634,7 +641,7 @@ def bulk_bookings(db, event_id, total, per_statement=50):
 @pytest.mark.deadline(120)
 def test_slow_consumer_gets_merged_seat_updates_and_ends_on_db_count(
         db, make_server, record_property):
-    n = 3000
+    n = 10000
     cap = 100000
     event = db.event(cap)
     srv = db_server(db, make_server, workers=2)
@@ -649,7 +656,7 @@ def test_slow_consumer_gets_merged_seat_updates_and_ends_on_db_count(
         async def body():
             fast = await Client.open(srv, token, path="/ws/events/%d" % event)
             try:
-                writer = bulk_bookings(db, event, n)
+                writer = bulk_bookings(db, event, n, per_statement=100)
                 await asyncio.get_running_loop().run_in_executor(
                     None, finish, writer)
                 final = db.available(event)
@@ -857,8 +864,8 @@ def test_message_flood_is_rate_limited_then_closed_1008(make_server,
     batch = frame * 100
 
     def flood():
-        """~10 000 messages per second, for at most 8 s."""
-        t_end = time.monotonic() + 8
+        """~10 000 messages per second, for at most 6 s."""
+        t_end = time.monotonic() + 6
         nxt = time.monotonic()
         while not stop.is_set() and time.monotonic() < t_end:
             try:
@@ -879,7 +886,7 @@ def test_message_flood_is_rate_limited_then_closed_1008(make_server,
     buf = bytearray()
     c.sock.settimeout(0.5)
     try:
-        while time.monotonic() - t0 < 10:
+        while time.monotonic() - t0 < 6.5:
             try:
                 chunk = c.sock.recv(262144)
             except socket.timeout:
@@ -982,7 +989,7 @@ def test_registry_full_logs_and_answers_not_found_first_16_still_deliver(
             await c.wait_for(lambda ms: all(
                 seats_of(ms, "seat_update", e)[-1:] == [want[e]]
                 for e in tracked), 15, "the 16 events' last seats")
-            await c.quiet()
+            await client_ping(c)
             got = all_msgs(c)
             for e in tracked:
                 created = seats_of(got, "booking_created", e)
@@ -1116,8 +1123,21 @@ def bad_payloads(event_id):
         ('{"type":"teleported","eventId":%d}' % event_id, "unknown type"),
         ('{"type":42,"eventId":%d,"availableSeats":10,"seatCapacity":100,'
          '"version":1000}' % event_id, "type a number"),
-        ('{"type":"booking_created","eventId":"%d","availableSeats":10,'
-         '"seatCapacity":100,"version":1000}' % event_id, "eventId a string"),
+        ('{"type":"booking_created","eventId":"%dx","availableSeats":10,'
+         '"seatCapacity":100,"version":1000}' % event_id,
+         "eventId a string, not digits"),
+        ('{"type":"booking_created","eventId":true,"availableSeats":10,'
+         '"seatCapacity":100,"version":1000}', "eventId a boolean"),
+        ('{"type":"booking_created","eventId":0,"availableSeats":10,'
+         '"seatCapacity":100,"version":1000}', "eventId 0"),
+        ('{"type":"booking_created","eventId":%d,"availableSeats":150,'
+         '"seatCapacity":100,"version":1000}' % event_id,
+         "more seats than capacity"),
+        ('{"type":"booking_created","eventId":%d,"availableSeats":10,'
+         '"seatCapacity":100,"version":"1000"}' % event_id,
+         "version a string"),
+        ('{"type":"booking_created","eventId":%d,"availableSeats":10,'
+         '"seatCapacity":100}' % event_id, "no version"),
         ('{"type":"booking_created","eventId":%d,"availableSeats":"10",'
          '"seatCapacity":100,"version":1000}' % event_id,
          "availableSeats a string"),

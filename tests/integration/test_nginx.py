@@ -35,7 +35,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import websockets
@@ -43,8 +42,8 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import BookingDb, check_message  # noqa: E402
 from pg import PgCluster  # noqa: E402
-from server import (ROOT, SeatcastError, free_port, pid_alive,  # noqa: E402
-                    proc_info, wait_for)
+from server import (ROOT, SeatcastError, free_port, proc_info,  # noqa: E402
+                    wait_for)
 
 NGINX = "/usr/sbin/nginx"
 PROMTOOL = "/usr/bin/promtool"
@@ -389,10 +388,10 @@ def test_protocol_through_nginx(make_server, make_nginx, cluster):
         assert first2["type"] == "seat_update", first2
         db.book(event, seats=2)
         for c in (ws, ws2):
-            m = check_message(await recv(c), "booking_created",
+            check_message(await recv(c), "booking_created",
                               ["type", "eventId", "availableSeats",
                                "timestamp"], eventId=event, availableSeats=48)
-            m = check_message(await recv(c), "seat_update",
+            check_message(await recv(c), "seat_update",
                               ["type", "eventId", "availableSeats",
                                "seatCapacity", "timestamp"], eventId=event,
                               availableSeats=48, seatCapacity=50)
