@@ -112,7 +112,8 @@ struct sc_handshake {
     enum sc_token_source token_source;
     size_t token_len;
     bool token_too_long;
-    /* first X-Forwarded-For entry, Origin, User-Agent, or NULL */
+    /* the last X-Forwarded-For field's whole value (a list), Origin,
+     * User-Agent, or NULL */
     const char *forwarded_for;
     size_t forwarded_for_len;
     const char *origin;

@@ -522,9 +522,31 @@ ip_in_cidr(const char *spec, const struct in6_addr *addr6, bool v4,
     return true;
 }
 
+static bool
+addr_trusted(const struct sc_config *cfg, const char *ip)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    bool v4 = inet_pton(AF_INET, ip, &a4) == 1;
+
+    memset(&a6, 0, sizeof(a6));
+    if (!v4 && inet_pton(AF_INET6, ip, &a6) != 1) {
+        return false;
+    }
+    for (size_t i = 0; i < cfg->ntrusted_proxy; i++) {
+        if (ip_in_cidr(cfg->trusted_proxy[i], &a6, v4, a4.s_addr)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
- * The client's address for the log: the peer, or the X-Forwarded-For
- * entry when the peer is a --trusted-proxy.
+ * The client's address for the log.  When the peer is a --trusted-proxy
+ * (or a unix socket, which only a local proxy can reach), X-Forwarded-For
+ * is walked from the right past trusted proxies, and the first address
+ * that is not one is the client's: entries left of it were written by
+ * whoever sent the request and prove nothing.
  */
 static void
 client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
@@ -533,45 +555,51 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
     const struct sc_config *cfg = c->w->cfg;
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
-    struct in6_addr a6;
-    bool trusted = false, v4;
+    char peer[64], entries[16][64];
+    const char *e;
+    size_t el, pos = 0, n = 0;
+    bool trusted;
 
-    memset(&a6, 0, sizeof(a6));
     if (getpeername(c->fd, (struct sockaddr *)&ss, &slen) != 0) {
         snprintf(out, len, "unknown");
         return;
     }
     if (ss.ss_family == AF_UNIX) {
-        snprintf(out, len, "unix");
-        trusted = true; /* a local socket is the proxy's */
+        snprintf(peer, sizeof(peer), "unix");
+        trusted = true;
     } else {
-        v4 = ss.ss_family == AF_INET;
-        if (v4) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out,
-                      (socklen_t)len);
-        } else {
-            a6 = ((struct sockaddr_in6 *)&ss)->sin6_addr;
-            inet_ntop(AF_INET6, &a6, out, (socklen_t)len);
-        }
-        for (size_t i = 0; i < cfg->ntrusted_proxy && !trusted; i++) {
-            trusted = ip_in_cidr(cfg->trusted_proxy[i], &a6, v4, c->peer_ip);
-        }
-        if (ss.ss_family == AF_UNIX) {
-            trusted = true;
-        }
+        const void *a = ss.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&ss)
+                                  ->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&ss)
+                                  ->sin6_addr;
+        inet_ntop(ss.ss_family, a, peer, sizeof(peer));
+        trusted = addr_trusted(cfg, peer);
     }
-    if (trusted && hs != NULL && hs->forwarded_for != NULL &&
-        hs->forwarded_for_len > 0 && hs->forwarded_for_len < 64) {
-        char fwd[64];
-        memcpy(fwd, hs->forwarded_for, hs->forwarded_for_len);
-        fwd[hs->forwarded_for_len] = '\0';
-        /* only an address goes to the log, never arbitrary header text */
+    snprintf(out, len, "%s", peer);
+    if (!trusted || hs == NULL || hs->forwarded_for == NULL) {
+        return;
+    }
+    while (n < 16 && sc_http_list_next(hs->forwarded_for,
+                                       hs->forwarded_for_len, &pos, &e,
+                                       &el)) {
+        if (el >= sizeof(entries[0])) {
+            return; /* not an address: log the peer only */
+        }
+        memcpy(entries[n], e, el);
+        entries[n][el] = '\0';
+        n++;
+    }
+    for (size_t i = n; i-- > 0;) {
         struct in6_addr tmp;
-        if (inet_pton(AF_INET, fwd, &tmp) == 1 ||
-            inet_pton(AF_INET6, fwd, &tmp) == 1) {
-            char peer[64];
-            snprintf(peer, sizeof(peer), "%.63s", out);
-            snprintf(out, len, "%.63s (via %.63s)", fwd, peer);
+        /* only an address goes to the log, never arbitrary header text */
+        if (inet_pton(AF_INET, entries[i], &tmp) != 1 &&
+            inet_pton(AF_INET6, entries[i], &tmp) != 1) {
+            return;
+        }
+        if (i == 0 || !addr_trusted(cfg, entries[i])) {
+            snprintf(out, len, "%.63s (via %.63s)", entries[i], peer);
+            return;
         }
     }
 }

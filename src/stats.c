@@ -171,11 +171,13 @@ print_text(const struct sc_registry *reg)
            (unsigned long long)LOAD(l->reconnects));
 }
 
+static const char stats_usage_text[] =
+    "usage: seatcast stats [--json] [--shm-name NAME | -c FILE]\n";
+
 static int
 stats_usage(void)
 {
-    fprintf(stderr, "usage: seatcast stats [--json] "
-                    "[--shm-name NAME | -c FILE]\n");
+    fputs(stats_usage_text, stderr);
     return 2;
 }
 
@@ -215,6 +217,10 @@ sc_stats_main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'h':
+            free(cfg);
+            printf("%s", stats_usage_text);
+            return 0;
         default:
             free(cfg);
             return stats_usage();

@@ -24,15 +24,17 @@
 #include "proc.h"
 #include "secret.h"
 
+static const char token_usage_text[] =
+    "usage: seatcast token --sub ID [--ttl SECONDS] [--events 1,2] "
+    "[--jti ID] [-c FILE] [--jwt-secret-file FILE]\n";
+
 static int
 token_usage(const char *why)
 {
     if (why != NULL) {
         fprintf(stderr, "seatcast token: %s\n", why);
     }
-    fprintf(stderr, "usage: seatcast token --sub ID [--ttl SECONDS] "
-                    "[--events 1,2] [--jti ID] [-c FILE] "
-                    "[--jwt-secret-file FILE]\n");
+    fputs(token_usage_text, stderr);
     return 2;
 }
 
@@ -156,6 +158,10 @@ sc_token_main(int argc, char **argv)
         case 'f':
             file = optarg;
             break;
+        case 'h':
+            free(cfg);
+            printf("%s", token_usage_text);
+            return 0;
         default:
             free(cfg);
             return token_usage(NULL);

@@ -14,6 +14,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -373,11 +374,20 @@ collect_info(const struct sc_http_req *req, struct sc_handshake *hs)
     const struct sc_http_header *h;
     size_t pos = 0;
 
-    h = sc_http_header_find(req, "X-Forwarded-For");
-    if (h != NULL &&
-        !sc_http_list_next(h->value, h->value_len, &pos, &hs->forwarded_for,
-                           &hs->forwarded_for_len)) {
-        hs->forwarded_for = NULL;
+    /* the last X-Forwarded-For field, whole: the nearest proxy appends
+     * to it, and the glue walks it from the right past trusted proxies */
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct sc_http_header *f = &req->headers[i];
+        const char *e;
+        size_t el;
+        if (f->name_len == 15 &&
+            strncasecmp(f->name, "X-Forwarded-For", 15) == 0) {
+            pos = 0;
+            if (sc_http_list_next(f->value, f->value_len, &pos, &e, &el)) {
+                hs->forwarded_for = f->value;
+                hs->forwarded_for_len = f->value_len;
+            }
+        }
     }
     h = sc_http_header_find(req, "Origin");
     if (h != NULL) {

@@ -42,12 +42,15 @@ wait_gone() {
     wait "$pid" 2>/dev/null || true
 }
 
-# stop_pidfile FILE COMM: TERM the process in FILE if it still runs as COMM
-# (left by a demo that was killed), then remove the file
+# stop_pidfile FILE COMM [ARG]: TERM the process in FILE if it still runs
+# as COMM (and has ARG on its command line): left by a demo that was
+# killed.  Then remove the file.
 stop_pidfile() {
-    local pid
+    local pid cmd
     pid=$(cat "$1" 2>/dev/null || true)
-    if [ -n "$pid" ] && grep -qs "^$2" "/proc/$pid/comm"; then
+    cmd=$(tr '\0' ' ' < "/proc/${pid:-0}/cmdline" 2>/dev/null || true)
+    if [ -n "$pid" ] && grep -qs "^$2" "/proc/$pid/comm" &&
+       [[ $cmd == *"${3:-}"* ]]; then
         say "stopping a $2 (pid $pid) left by an earlier run"
         kill -TERM "$pid" 2>/dev/null || true
         wait_gone "$pid" 15
@@ -82,7 +85,7 @@ command -v curl >/dev/null || die "curl not found (apt-get install curl)"
 mkdir -p "$RUN/nginx/tmp"
 if [ "$(id -u)" = 0 ]; then chown postgres "$RUN"; fi
 # whatever an earlier demo that was killed left running: stop it first
-stop_pidfile "$RUN/nginx/nginx.pid" nginx
+stop_pidfile "$RUN/nginx/nginx.pid" nginx "$RUN/nginx/"
 stop_pidfile "$RUN/seatcast.pid" sc-master
 as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
 if [ ! -f "$RUN/pg/PG_VERSION" ]; then

@@ -10,10 +10,10 @@
 if (!exists("datafile")) datafile = 'build/bench/results.dat'
 if (!exists("outfile")) outfile = 'build/bench/bench.png'
 
-set terminal pngcairo size 960,600 font "sans,10"
+set terminal pngcairo noenhanced size 960,600 font "sans,10"
 set output outfile
 set title "seatcast fan-out: one hot event, burst of 50 bookings"
-set key top left box opaque
+set key below box
 set grid xtics ytics
 set logscale x
 set xlabel "subscribed connections (N)"

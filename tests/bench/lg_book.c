@@ -1,9 +1,9 @@
 /*
- * lg_book.c - bookings committed by the load generator (see lg_book.h)
+ * lg_book.c - the bookings the load generator commits (see lg_book.h)
  *
- * Runs on its own thread and touches nothing but its struct lg_book and
- * the PGconn lent to it.  A failed statement ends the phase: the error is
- * kept in err and the transaction rolled back.
+ * Blocking libpq calls, one transaction per booking.  A failed statement
+ * ends the phase: the error is kept in err and the transaction rolled
+ * back.
  */
 #include "lg_book.h"
 
@@ -99,12 +99,13 @@ pace(const struct lg_book *b, uint32_t k)
     }
 }
 
-static void *
-book_main(void *arg)
+uint32_t
+lg_book_run(struct lg_book *b)
 {
-    struct lg_book *b = arg;
+    uint32_t k;
 
-    for (uint32_t k = 0; k < b->count; k++) {
+    b->err[0] = '\0';
+    for (k = 0; k < b->count; k++) {
         if (b->rate > 0) {
             pace(b, k);
         }
@@ -112,31 +113,6 @@ book_main(void *arg)
             break;
         }
         b->commit_ns[k] = mono_ns() - b->origin_ns;
-        atomic_store_explicit(&b->committed, k + 1, memory_order_release);
     }
-    atomic_store_explicit(&b->done, true, memory_order_release);
-    return NULL;
-}
-
-int
-lg_book_start(struct lg_book *b)
-{
-    int err;
-
-    b->err[0] = '\0';
-    atomic_init(&b->committed, 0);
-    atomic_init(&b->done, false);
-    err = pthread_create(&b->thread, NULL, book_main, b);
-    if (err != 0) {
-        fprintf(stderr, "loadgen: pthread_create() failed: %s\n",
-                strerror(err));
-        return -1;
-    }
-    return 0;
-}
-
-void
-lg_book_join(struct lg_book *b)
-{
-    pthread_join(b->thread, NULL);
+    return k;
 }

@@ -67,7 +67,11 @@
 #include "lg_selftest.h"
 #include "lg_ws.h"
 
-#define RBUF_SIZE (256 * 1024) /* shared read buffer */
+/* shared read buffer; a tiny one (-DLG_RBUF_SIZE=200) tests the carry */
+#ifndef LG_RBUF_SIZE
+#define LG_RBUF_SIZE (256 * 1024)
+#endif
+#define RBUF_SIZE LG_RBUF_SIZE
 #define EPOLL_BATCH 1024
 #define PHASE_MAX 64     /* bookings per phase: bits of lg_conn.seen */
 #define PORT_MARGIN 2000 /* ephemeral ports left free per source */
@@ -736,13 +740,26 @@ ev_due(const struct lg *lg, uint32_t ei, uint32_t upto)
     return n < ph->ev_count[ei] ? n : ph->ev_count[ei];
 }
 
+/* Frees what the last phase allocated (its figures stay readable until
+ * then: print_phase() runs after run_phase()). */
+static void
+phase_fini(struct phase *ph)
+{
+    free(ph->commit_ns);
+    free(ph->ev_count);
+    free(ph->ev_first);
+    free(ph->ev_base);
+    free(ph->recs);
+    memset(ph, 0, sizeof(*ph));
+}
+
 static int
 phase_begin(struct lg *lg, const char *name, uint32_t count, double rate)
 {
     struct phase *ph = &lg->ph;
     uint32_t m = lg->o.nevents;
 
-    memset(ph, 0, sizeof(*ph));
+    phase_fini(ph);
     ph->name = name;
     ph->count = count;
     ph->rate = rate;
@@ -1314,7 +1331,7 @@ close_all(struct lg *lg)
 {
     struct linger lin = {.l_onoff = 1, .l_linger = 0};
 
-    for (uint32_t i = 0; i < lg->o.conns; i++) {
+    for (uint32_t i = 0; i < lg->next; i++) { /* the ones started */
         struct lg_conn *c = &lg->conns[i];
 
         if (c->state != CS_DEAD && c->fd >= 0) {
@@ -1326,18 +1343,37 @@ close_all(struct lg *lg)
     }
 }
 
+/* Releases what lg_init() made, in reverse order. */
+static void
+lg_fini(struct lg *lg)
+{
+    close_all(lg);
+    phase_fini(&lg->ph);
+    PQfinish(lg->pg);
+    free(lg->ev_seats);
+    free(lg->rbuf);
+    free(lg->hs_us);
+    free(lg->conns);
+    if (lg->ep >= 0) {
+        close(lg->ep);
+    }
+    free(lg->token);
+}
+
 int
 main(int argc, char **argv)
 {
     struct lg lg;
     struct lg_proc_sample m0, m1;
     uint32_t paced;
+    int rc = 1;
 
     memset(&lg, 0, sizeof(lg));
+    lg.ep = -1;
     parse_opts(&lg.o, argc, argv);
     signal(SIGPIPE, SIG_IGN);
     if (lg_init(&lg) != 0 || lg_proc_sample(lg.o.server_pid, &m0) != 0) {
-        return 1;
+        goto fail;
     }
     fprintf(stderr, "loadgen: opening %u connections (%u source addresses)\n",
             lg.o.conns, lg.sources);
@@ -1346,23 +1382,24 @@ main(int argc, char **argv)
             lg.failed, (double)lg.hs_end_ns / 1e9);
     loop_for(&lg, lg.o.settle);
     if (lg_proc_sample(lg.o.server_pid, &m1) != 0) {
-        return 1;
+        goto fail;
     }
     print_head(&lg, stdout, &m0, &m1);
     if (run_phase(&lg, "burst", lg.o.burst, 0) != 0) {
-        return 1;
+        goto fail;
     }
     print_phase(&lg, stdout);
     fputc(',', stdout);
     paced = (uint32_t)(lg.o.paced_rate * lg.o.paced_seconds + 0.5);
     if (run_phase(&lg, "paced", paced, lg.o.paced_rate) != 0) {
-        return 1;
+        goto fail;
     }
     print_phase(&lg, stdout);
     fputc(',', stdout);
     print_tail(&lg, stdout, db_consistent(&lg));
     fflush(stdout);
-    close_all(&lg);
-    PQfinish(lg.pg);
-    return 0;
+    rc = 0;
+fail:
+    lg_fini(&lg);
+    return rc;
 }

@@ -406,13 +406,21 @@ def sized_token(target_len):
 
 
 REFUSALS = {
-    # name: (claims or raw token maker, reason, logged cause)
+    # name: (token maker, reason, logged cause[, where the token goes:
+    #        "query" (default), "header", "subprotocol", or a raw header])
     "no_token": (None, "Authentication required", "no token"),
+    "empty_query_token": ("raw:", "Authentication required", "no token"),
+    "basic_auth_is_no_token": ("raw:dXNlcjpwYXNz", "Authentication required",
+                               "no token", ("Authorization", "Basic %s")),
     "garbage": ("raw:not-a-jwt-garbage-7f3a9c", "Invalid token",
                 "not three parts"),
     "garbage_three_parts": ("raw:x!y.zzz.www", "Invalid token",
                             "bad base64url in header"),
     "bad_signature": ("wrong-secret", "Invalid token", "signature mismatch"),
+    "bad_signature_header": ("wrong-secret", "Invalid token",
+                             "signature mismatch", "header"),
+    "bad_signature_subprotocol": ("wrong-secret", "Invalid token",
+                                  "signature mismatch", "subprotocol"),
     "tampered_payload": ("tampered", "Invalid token", "signature mismatch"),
     "expired": ({"exp": -30}, "Invalid token", "expired"),
     "expired_one_second_ago": ({"exp": -1}, "Invalid token", "expired"),
@@ -424,8 +432,10 @@ REFUSALS = {
                        "audience mismatch"),
     "alg_none": ("none", "Invalid token", "alg none refused"),
     "no_user_claim": ({"sub": None}, "Invalid token", "no user claim"),
-    "too_long_query": ("long:query", "Invalid token", "token too long"),
-    "too_long_header": ("long:header", "Invalid token", "token too long"),
+    "too_long_query": ("long", "Invalid token", "token too long"),
+    "too_long_header": ("long", "Invalid token", "token too long", "header"),
+    "too_long_subprotocol": ("long", "Invalid token", "token too long",
+                             "subprotocol"),
 }
 
 
@@ -444,7 +454,7 @@ def make_refusal_token(kind):
         return "%s.%s.%s" % (h, evil, s)
     if kind == "none":
         return mint(good_claims(), alg="none")
-    if isinstance(kind, str) and kind.startswith("long:"):
+    if kind == "long":
         return sized_token(4097)
     claims = good_claims()
     for k, v in kind.items():
@@ -460,21 +470,46 @@ def make_refusal_token(kind):
 @pytest.mark.deadline(60)
 @pytest.mark.parametrize("case", sorted(REFUSALS))
 def test_refusal_is_101_then_one_close_frame(strict_srv, case):
-    kind, reason, why = REFUSALS[case]
+    kind, reason, why, *where = REFUSALS[case]
+    where = where[0] if where else "query"
     token = make_refusal_token(kind)
-    headers = ()
-    query = token
-    if case == "too_long_header":
-        headers, query = [("Authorization", "Bearer " + token)], None
-    if token is not None and case.startswith("too_long"):
+    headers, query = (), None
+    if where == "query":
+        query = token
+    elif where == "header":
+        headers = [("Authorization", "Bearer " + token)]
+    elif where == "subprotocol":
+        headers = [("Sec-WebSocket-Protocol", "seatcast.v1, bearer." + token)]
+    else:
+        headers = [(where[0], where[1] % token)]
+    if kind == "long":
         assert len(token) == 4097
-    expect_refused(strict_srv, reason, why=re.escape(why), token=query,
-                   headers=headers)
-    if token is not None:
+    r = expect_refused(strict_srv, reason, why=re.escape(why), token=query,
+                       headers=headers)
+    if where == "subprotocol":
+        assert r.headers["sec-websocket-protocol"] == ["seatcast.v1"]
+    if token:
+        assert token not in r.head
         assert_no_token_in_log(strict_srv, [token])
-    # the refusal is counted, and the server still serves a good token
+    # the server still serves a good token
     ws = expect_accepted(strict_srv, token=mint(good_claims()))
     ws.close()
+
+
+@pytest.mark.deadline(60)
+def test_refusal_on_an_event_path_sends_nothing_else(strict_srv):
+    """/ws/events/{id} greets and subscribes at once when accepted; when
+    refused, neither connection_established nor an error for the event
+    may come before or after the close frame."""
+    bad = mint(good_claims(), key="wrong")
+    for token, headers, reason in (
+            (None, (), "Authentication required"),
+            (bad, (), "Invalid token"),
+            (None, [("Sec-WebSocket-Protocol", "seatcast.v1, bearer." + bad)],
+             "Invalid token")):
+        expect_refused(strict_srv, reason, path="/ws/events/42",
+                       token=token, headers=headers)
+    assert_no_token_in_log(strict_srv, [bad])
 
 
 @pytest.mark.deadline(60)
@@ -508,6 +543,59 @@ def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
     print("auth failures counted: %r" % st["totals"].get("auth_failures"))
 
 
+def http_raw(srv, request, timeout=5):
+    """Sends raw request bytes; (status, whole answer) once TCP closes."""
+    with socket.create_connection(("127.0.0.1", srv.port),
+                                  timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+@pytest.mark.deadline(60)
+def test_token_not_logged_when_the_request_is_refused(strict_srv):
+    """Requests that never reach the JWT check (wrong version, path,
+    method, escape...) still carry tokens: none reaches the log, at debug
+    level, and none is echoed in the answer."""
+    tok = mint(good_claims(sub="http-error"))
+    key = base64.b64encode(os.urandom(16)).decode()
+    up = ("Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Key: %s\r\n" % key)
+    cases = [
+        (426, "GET /ws?token=%s HTTP/1.1\r\n%sSec-WebSocket-Version: 12"
+              "\r\n\r\n" % (tok, up)),
+        (404, "GET /wsx?token=%s HTTP/1.1\r\n%sSec-WebSocket-Version: 13"
+              "\r\n\r\n" % (tok, up)),
+        (400, "GET /ws/events/abc?token=%s HTTP/1.1\r\n%s"
+              "Sec-WebSocket-Version: 13\r\n\r\n" % (tok, up)),
+        (405, "POST /ws?token=%s HTTP/1.1\r\n%sSec-WebSocket-Version: 13"
+              "\r\nContent-Length: 0\r\n\r\n" % (tok, up)),
+        (400, "GET /ws?token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % tok),
+        (400, "GET /ws?token=%%zz%s HTTP/1.1\r\n%sSec-WebSocket-Version: "
+              "13\r\n\r\n" % (tok, up)),
+        (200, "GET /healthz?token=%s HTTP/1.1\r\nHost: x\r\n"
+              "Authorization: Bearer %s\r\n\r\n" % (tok, tok)),
+        (426, "GET /ws HTTP/1.1\r\n%sAuthorization: Bearer %s\r\n"
+              "Sec-WebSocket-Protocol: seatcast.v1, bearer.%s\r\n"
+              "Sec-WebSocket-Version: 8\r\n\r\n" % (up, tok, tok)),
+    ]
+    for want, req in cases:
+        status, answer = http_raw(strict_srv, req.encode())
+        if want == 200:   # no database: /healthz says 503 degraded
+            assert status in (200, 503), answer
+        else:
+            assert status == want, answer
+        assert tok.encode() not in answer
+        assert tok.split(".")[2].encode() not in answer
+    strict_srv.wait_log(r"refused with 426")
+    assert_no_token_in_log(strict_srv, [tok])
+
+
 # ------------------------------------------------------------------ #
 # 2. Where the token travels                                           #
 
@@ -538,6 +626,16 @@ def test_token_in_query_header_and_subprotocol(make_server):
     assert ws.headers["sec-websocket-protocol"] == ["seatcast.v1"], ws.head
     assert tok not in ws.head
     ws.close()
+    # the scheme is case-insensitive (RFC 9110 11.1)
+    expect_accepted(srv, headers=[("Authorization", "bearer " + tok)]).close()
+    # the query value is percent-decoded
+    enc = "".join("%%%02X" % ord(ch) if ch in ".-_" else ch for ch in tok)
+    mark = srv.log_mark()
+    ws = RawWs(srv, path="/ws?token=" + enc)
+    assert ws.status == 101 and ws.recv_json()["type"] == \
+        "connection_established"
+    ws.close()
+    srv.wait_log(r"connected: user traveller", since=mark)
     # bearer.X without seatcast.v1 is no credential
     r = expect_refused(srv, "Authentication required", why="no token",
                        headers=[("Sec-WebSocket-Protocol", "bearer." + tok)])
@@ -758,15 +856,21 @@ def test_events_claim_limits_subscriptions(make_server, pg):
 
 @pytest.mark.deadline(120)
 def test_revoked_jti_closes_connections_and_is_refused(make_server, pg):
-    srv = make_server(workers=2, database=pg.conninfo())
+    # with a per-user limit, to see that revoked connections leave the
+    # user's count
+    srv = make_server(workers=2, database=pg.conninfo(),
+                      args=["--max-connections-per-user", "2"])
     wait_db(srv)
     jti_x = "revoke-me-%d" % os.getpid()
     jti_y = "keep-me-%d" % os.getpid()
-    tok_x, tok_y = mint_many([
+    tok_x, tok_y, tok_z = mint_many([
         {"alg": "HS256", "key": SECRET,
          "payload": {"sub": "rev", "jti": jti_x, "exp": now() + 600}},
         {"alg": "HS256", "key": SECRET,
-         "payload": {"sub": "rev", "jti": jti_y, "exp": now() + 600}},
+         "payload": {"sub": "rev-y", "jti": jti_y, "exp": now() + 600}},
+        {"alg": "HS256", "key": SECRET,
+         "payload": {"sub": "rev", "jti": "fresh-%d" % os.getpid(),
+                     "exp": now() + 600}},
     ])
 
     async def go():
@@ -816,6 +920,11 @@ def test_revoked_jti_closes_connections_and_is_refused(make_server, pg):
     expect_refused(srv, "Invalid token", token=tok_x, why="token revoked")
     expect_refused(srv, "Invalid token", token=tok_x, why="token revoked")
     expect_accepted(srv, token=tok_y).close()
+    # the user's two revoked connections no longer count
+    z = [expect_accepted(srv, token=tok_z) for _ in range(2)]
+    expect_refused(srv, "Too many connections", token=tok_z)
+    for c in z:
+        c.close()
 
     # a new server on the same database still refuses X
     srv.stop()
@@ -1129,6 +1238,100 @@ def test_sighup_reload_survives_a_worker_respawn(make_server, tmp_path):
                      (new_iss_old_key, "signature mismatch")):
         for _ in range(2):
             expect_refused(srv, "Invalid token", token=tok, why=why)
+
+
+@pytest.mark.deadline(90)
+def test_sighup_with_a_broken_secret_keeps_the_running_keys(make_server,
+                                                            tmp_path):
+    """A reload whose secret cannot be read is refused and the running
+    keys stay (as nginx keeps its running configuration): for the workers
+    that got SIGHUP, and for a worker respawned after it, which must come
+    up with the keys in force rather than fail to start."""
+    secret_file = tmp_path / "jwt.secret"
+    secret_file.write_text("secret-A-0123456789\n")
+    srv = make_server(workers=2, secret=None,
+                      args=["--jwt-secret-file", secret_file])
+    tok_a, tok_b = mint_many([
+        {"alg": "HS256", "key": "secret-A-0123456789",
+         "payload": {"sub": "broken-reload", "exp": now() + 600}},
+        {"alg": "HS256", "key": "secret-B-9876543210",
+         "payload": {"sub": "broken-reload", "exp": now() + 600}},
+    ])
+    c1 = expect_accepted(srv, token=tok_a)
+
+    secret_file.write_text("")        # an editor's half-saved file
+    workers = {w["pid"] for w in srv.stats()["workers"]}
+    mark = srv.log_mark()
+    srv.send_signal(signal.SIGHUP)
+    rx = re.compile(r"worker \d+\[(\d+)\]: reload failed, keeping the "
+                    r"running keys", re.M)
+    wait_for(lambda: {int(p) for p in rx.findall(srv.log()[mark:])} >=
+             workers, 10, "every worker to refuse the reload")
+    held = [expect_accepted(srv, token=tok_a) for _ in range(2)]
+    assert raw_ping(c1)["type"] == "pong"
+
+    # a worker dies now: its successor must run, with the running keys
+    victim = srv.stats()["workers"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    try:
+        wait_for(lambda: all(w["state"] == "running" and w["pid"] > 0 and
+                             w["pid"] != victim
+                             for w in srv.stats()["workers"]), 5,
+                 "worker 0 to be respawned and running")
+    except SeatcastError:
+        fails = re.findall(r"worker 0\[\d+\]: (.*)$", srv.log()[mark:],
+                           re.M)
+        pytest.fail("worker 0 cannot be respawned after a refused reload; "
+                    "it says: %s" % sorted(set(fails)))
+    for _ in range(3):
+        held.append(expect_accepted(srv, token=tok_a))
+    assert {worker_of(srv, c.local_port) for c in held} == {0, 1}
+
+    # a good file and SIGHUP: the new secret is in force
+    secret_file.write_text("secret-B-9876543210\n")
+    mark = srv.log_mark()
+    srv.send_signal(signal.SIGHUP)
+    ok = re.compile(r"worker \d+\[(\d+)\]: configuration and keys "
+                    r"reloaded$", re.M)
+    workers = {w["pid"] for w in srv.stats()["workers"]}
+    wait_for(lambda: {int(p) for p in ok.findall(srv.log()[mark:])} >=
+             workers, 10, "every worker to reload")
+    expect_accepted(srv, token=tok_b).close()
+    expect_refused(srv, "Invalid token", token=tok_a,
+                   why="signature mismatch")
+    for c in held + [c1]:
+        c.close()
+
+
+@pytest.mark.deadline(60)
+def test_unreadable_key_files_are_named(tmp_path):
+    """SPEC 8: bad configuration is one line on stderr naming the problem,
+    exit 2; for a secret or key file that is missing or empty, the
+    problem is that file, not that no key option was given."""
+    empty = tmp_path / "empty.secret"
+    empty.write_text("")
+    missing = tmp_path / "missing.secret"
+    cases = [
+        (["-t", "--jwt-secret-file", empty], [str(empty), "empty"]),
+        (["-t", "--jwt-secret-file", missing],
+         [str(missing), "No such file"]),
+        (["-t", "--jwt-public-key", missing], [str(missing), "No such file"]),
+        (["token", "--sub", "1", "--jwt-secret-file", empty],
+         [str(empty), "empty"]),
+        (["token", "--sub", "1", "--jwt-secret-file", missing],
+         [str(missing), "No such file"]),
+    ]
+    problems = []
+    for args, words in cases:
+        p = run_seatcast(args, secret=None)
+        lines = p.stderr.strip().splitlines()
+        if p.returncode != 2 or len(lines) != 1 or \
+                not all(w in lines[0] for w in words):
+            problems.append("seatcast %s -> exit %d, stderr %r (wanted "
+                            "one line naming %s)" % (
+                                " ".join(str(a) for a in args),
+                                p.returncode, p.stderr, words))
+    assert not problems, "\n".join(problems)
 
 
 # ------------------------------------------------------------------ #

@@ -26,6 +26,9 @@ user can reach), so that it never meets a demo someone runs by hand.
                                      then reconnects and shows the seats
                                      booked meanwhile; a bad token stops
                                      the retries
+    test_demo_run_after_a_killed_demo
+                                     demo.sh SIGKILLed: the next run stops
+                                     what it left (pid files) and works
 """
 
 import base64
@@ -103,6 +106,31 @@ def demo_env():
                DEMO_HTTP_PORT=str(ports["http"]))
     d = dict(base=base, run=env["DEMO_RUN_DIR"], env=env, **ports)
     yield d
+    # a seatcast master renames itself ("seatcast: master"): find it by
+    # its pid file, stop it and its children
+    try:
+        with open(os.path.join(d["run"], "seatcast.pid")) as f:
+            master = int(f.read())
+    except (OSError, ValueError):
+        master = None
+    info = proc_info(master) if master else None
+    if info and info["comm"].startswith("sc-master"):
+        kids = [p for p in (int(x) for x in os.listdir("/proc")
+                            if x.isdigit())
+                if (proc_info(p) or {}).get("ppid") == master]
+        os.kill(master, signal.SIGTERM)
+        try:
+            wait_for(lambda: not pid_alive(master), 15, "demo seatcast")
+        except SeatcastError:
+            for p in [master] + kids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    try:
+        os.unlink("/dev/shm/seatcast-demo-%d" % d["port"])
+    except FileNotFoundError:
+        pass
     for info in _procs_mentioning(d["run"]):
         try:
             os.kill(info["pid"], signal.SIGKILL)
@@ -191,6 +219,13 @@ class Demo:
         return self.proc.wait(timeout)
 
     def kill(self):
+        """Teardown: Ctrl-C first (the script stops its servers), then
+        SIGKILL the script's group."""
+        if self.proc.poll() is None:
+            try:
+                self.interrupt(timeout=40)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -482,3 +517,32 @@ def test_demo_page_reconnects(tmp_path, make_server, browser):
             print(ngx.log())
     finally:
         pg.cleanup()
+
+
+@pytest.mark.deadline(120)
+def test_demo_run_after_a_killed_demo(demo_env):
+    """demo.sh killed outright (no trap runs) leaves its servers; the next
+    run stops them through the pid files and starts cleanly."""
+    d = demo_env
+    demo = Demo(d)
+    try:
+        demo.wait_ready()
+        with open(os.path.join(d["run"], "seatcast.pid")) as f:
+            sc_pid = int(f.read())
+        with open(os.path.join(d["run"], "nginx", "nginx.pid")) as f:
+            ngx_pid = int(f.read())
+        os.kill(demo.proc.pid, signal.SIGKILL)     # the script only
+        demo.proc.wait(10)
+        assert pid_alive(sc_pid) and pid_alive(ngx_pid)
+    finally:
+        demo.kill()
+    p = run_demo(d)
+    assert p.returncode == 0, p.stdout
+    assert "stopping a nginx (pid %d) left by an earlier run" % ngx_pid \
+        in p.stdout, p.stdout
+    assert "stopping a sc-master (pid %d) left by an earlier run" % sc_pid \
+        in p.stdout, p.stdout
+    check_printed(p.stdout, d)
+    assert not pid_alive(sc_pid) and not pid_alive(ngx_pid)
+    left = leftovers(d)
+    assert not left, "left running: %s" % left

@@ -21,10 +21,8 @@ Numbers used, and why (everything must fit in `make check`):
   kill -9 tests      3 workers, 24 clients on one event, a burst of 300
                      bookings (one per transaction, 10 ms apart); the kill
                      comes once the clients have seen 40 of them.
-  PostgreSQL stop    5 s instead of the issue's 10 s: the listener's
-                     backoff (100 ms doubling to 5 s) is exercised
-                     either way, and 10 s would cost 5 s more of the
-                     suite's ~150 s budget on this shared machine.
+  PostgreSQL stop    10 s, as the issue says (the listener's backoff
+                     reaches its 5 s ceiling meanwhile).
   pg_terminate       the listener's backend is terminated while its
                      database refuses new connections (ALLOW_CONNECTIONS
                      false), so that the outage lasts long enough (~2 s)
@@ -33,8 +31,10 @@ Numbers used, and why (everything must fit in `make check`):
                      again.  A plain terminate alone reconnects in 100 ms
                      and is checked too.
   slow consumer      one raw client with SO_RCVBUF 1024 (the kernel makes
-                     it 2304) stops reading while 3000 bookings (rows of
-                     50 per statement) are made.  Linux autotunes the
+                     it 2304) stops reading while 10 000 bookings (100
+                     rows per statement) are made: enough to fill the
+                     kernel's buffer for it, so that seatcast's own queue
+                     builds up and merges.  Linux autotunes the
                      server's send buffer on loopback up to 4 MB, so a
                      frozen reader absorbs ~1.6 MB of frames in the kernel
                      before seatcast's own queue even starts: the 1008
@@ -44,7 +44,9 @@ Numbers used, and why (everything must fit in `make check`):
                      one header byte per second each, --handshake-timeout
                      2.
   message flood      one raw client, ~10 000 {"type":"ping"} per second
-                     for at most 8 s.
+                     for at most 6 s (SPEC closes it after 2 s of errors).
+  1000-row booking   20 websockets clients, --send-buffer-limit 65536,
+                     one INSERT of 1000 bookings.
   registry full      --max-events 16 against 20 events.
 """
 
@@ -63,13 +65,13 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from booking import BookingDb, Client, PsqlSession, metrics, workers_of  # noqa: E402,E501
+from booking import (BookingDb, Client, PsqlSession,  # noqa: E402
+                     metrics, workers_of)
 from pg import PgCluster  # noqa: E402
-from rawws import (OP_CLOSE, OP_TEXT, RawWs, encode_frame,  # noqa: E402
-                   parse_frames, close_info, ws_request)
-from server import (ROOT, SeatcastError, async_wait_for, free_port,  # noqa: E402,E501
-                    pid_alive, proc_info, run_seatcast, wait_for,
-                    ws_closed, ws_open, ws_ping)
+from rawws import (OP_CLOSE, OP_TEXT, RawWs, close_info,  # noqa: E402
+                   encode_frame, parse_frames, ws_request)
+from server import (ROOT, async_wait_for, free_port, pid_alive,  # noqa: E402
+                    proc_info, run_seatcast, wait_for, ws_open, ws_ping)
 
 SCHEMA = os.path.join(ROOT, "sql", "schema.sql")
 NOTIFY = os.path.join(ROOT, "sql", "notify.sql")
@@ -222,20 +224,6 @@ def listener_backends(cluster, dbname):
         "'%s' AND datname = '%s'" % (LISTENER_APP, dbname)))
 
 
-def seatcast_memory_kb(srv):
-    """Sum of Pss (KiB) over the server's processes."""
-    total = 0
-    for pid in srv.tree_pids():
-        try:
-            with open("/proc/%d/smaps_rollup" % pid) as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 # ------------------------------------------------------------------ #
 # 1. kill -9 of a worker, the listener, the master, mid-burst          #
 
@@ -380,7 +368,9 @@ def test_kill9_listener_mid_burst_clients_converge_after_respawn(
             assert st["totals"]["connections"] == N_CLIENTS
             assert st["totals"]["listener_restarts"] == 1
             assert st["totals"]["worker_restarts"] == 0
-            assert listener_backends(db.cluster, db.name) == 1
+            # the killed listener's session is gone, the new one is there
+            wait_for(lambda: listener_backends(db.cluster, db.name) == 1,
+                     10, "one listener session in pg_stat_activity")
         finally:
             await close_clients(clients)
 
@@ -443,7 +433,7 @@ def test_kill9_master_mid_burst_leaves_nothing_running(db, make_server):
 # ------------------------------------------------------------------ #
 # 2. PostgreSQL away                                                   #
 
-OUTAGE_S = 5
+OUTAGE_S = 10
 
 
 @pytest.mark.deadline(120)
@@ -1211,8 +1201,9 @@ def test_malformed_notify_payloads_are_logged_counted_and_harmless(
     record_property("malformed_counted", after - before)
     assert after - before == len(payloads)
     assert len(logged) == len(payloads)
-    assert got == ["connection_established", "seat_update",
-                   "booking_created", "seat_update"], got
+    # the greeting was read by Client.open: then only the first seat
+    # update and the real booking's pair
+    assert got == ["seat_update", "booking_created", "seat_update"], got
     assert srv.listener_pid() == lpid
     assert srv.stats()["totals"]["listener_restarts"] == 0
     assert healthz(srv)[0] == 200

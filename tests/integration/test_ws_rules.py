@@ -162,6 +162,14 @@ def http_exchange(port, raw, timeout=IO_TIMEOUT):
     r = Response(head, body)
     if "content-length" in r.headers:
         assert len(body) == int(r.header("content-length")), r
+    if r.headers.get("content-type", [""])[0].startswith("application/json"):
+        try:
+            doc = json.loads(body.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("%s: the body is not JSON (%s): %r"
+                                 % (r.status_line, e, body)) from None
+        if r.status >= 400:
+            assert "error" in doc or "status" in doc, r
     return r
 
 
@@ -356,9 +364,19 @@ def assert_serving(s, before):
         ws, _ = await ws_open(s, token=s.tok)
         await ws_ping(ws)
         await ws.close()
-    asyncio.run(fresh())
-    assert (s.master_pid, s.worker_pids()) == before, \
-        "a worker died and was replaced:\n" + s.log_tail()
+    problems = []
+    try:
+        asyncio.run(fresh())
+    except Exception as e:  # reported with the pids and the log below
+        problems.append("a fresh client was not served: %r" % e)
+    now = (s.master_pid, s.worker_pids())
+    if now != before:
+        problems.append("a worker died and was replaced: master and "
+                        "workers %s, now %s" % (before, now))
+    if s.tok in s.log():
+        problems.append("a token was written to the log")
+    assert not problems, "; ".join(problems) + "\nlog tail:\n" + \
+        s.log_tail(60)
 
 
 @pytest.fixture(autouse=True)
@@ -565,6 +583,23 @@ def test_max_message_size_itself_is_accepted(srv):
     ws.close()
 
 
+def test_one_byte_fragments_and_empty_fragments(srv):
+    """A message in 1-byte fragments with empty ones between, up to the
+    size limit, is one message."""
+    ws = RawWS.open(srv)
+    msg = b'{"type":"ping"}' + b" " * (MAX_MSG - 15)
+    data = frame(OP_TEXT, b"", fin=False)
+    for i in range(len(msg)):
+        data += frame(OP_CONT, msg[i:i + 1], fin=False)
+        if i % 100 == 0:
+            data += frame(OP_CONT, b"", fin=False)
+    data += frame(OP_CONT, b"")
+    ws.send(data)
+    op, _, payload = ws.recv_frame()
+    assert op == OP_TEXT and json.loads(payload)["type"] == "pong"
+    ws.close()
+
+
 def test_too_big_over_fragments_1009(srv):
     ws = RawWS.open(srv)
     ws.send(frame(OP_TEXT, b"[" + b" " * 599, fin=False))
@@ -646,6 +681,15 @@ def test_one_byte_close_payload_1002(srv):
     ws = RawWS.open(srv)
     ws.send(frame(OP_CLOSE, b"\x03"))
     assert close_code(ws) == 1002
+
+
+def test_nothing_is_handled_after_a_close_frame(srv):
+    """Data behind the client's close frame (same packet) is ignored."""
+    ws = RawWS.open(srv)
+    ws.send(frame(OP_CLOSE, close_payload(1000)) +
+            frame(OP_TEXT, b'{"type":"ping"}') + frame(OP_PING, b"late"))
+    code, _, before = ws.expect_close()
+    assert (code, before) == (1000, [])
 
 
 def test_close_inside_fragmented_message_is_echoed(srv):
@@ -893,8 +937,12 @@ def test_websocket_version_not_13_426(srv, version):
     ("Host", None),
     ("Sec-WebSocket-Key", None),
     ("Sec-WebSocket-Version", None),
+    (None, ("Content-Length", "5")),
+    (None, ("Transfer-Encoding", "chunked")),
+    (None, ("Host", "second.example")),
 ], ids=["no-upgrade", "upgrade-h2c", "no-connection", "connection-keepalive",
-        "no-host", "no-key", "no-version"])
+        "no-host", "no-key", "no-version", "body-length", "body-chunked",
+        "two-hosts"])
 def test_invalid_upgrade_400(srv, drop, replace):
     hdrs = [h for h in upgrade_headers(srv.port) if h[0] != drop]
     if replace:
@@ -933,6 +981,12 @@ def test_bad_event_id_400(srv, eid):
     r = http_exchange(srv.port, http_request(
         "GET", "/ws/events/%s?token=%s" % (eid, srv.tok),
         upgrade_headers(srv.port)))
+    assert r.status == 400, r
+
+
+def test_bad_escape_in_token_400(srv):
+    r = http_exchange(srv.port, http_request(
+        "GET", "/ws?token=%ZZ", upgrade_headers(srv.port)))
     assert r.status == 400, r
 
 

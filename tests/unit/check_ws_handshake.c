@@ -536,9 +536,14 @@ START_TEST(logged_fields)
                    "X-Forwarded-For: 10.0.0.2\r\n"
                    "User-Agent: curl/8.0\r\n",
               NULL, &hs);
-    ck_assert(field_eq(hs.forwarded_for, hs.forwarded_for_len, "203.0.113.7"));
+    /* the last field, whole: the nearest proxy appended to it */
+    ck_assert(field_eq(hs.forwarded_for, hs.forwarded_for_len, "10.0.0.2"));
     ck_assert(field_eq(hs.user_agent, hs.user_agent_len, "curl/8.0"));
     ck_assert_ptr_null(hs.origin);
+    check_req("GET", "/ws", 1,
+              GOOD "X-Forwarded-For:  203.0.113.7 , 10.0.0.1\r\n", NULL, &hs);
+    ck_assert(field_eq(hs.forwarded_for, hs.forwarded_for_len,
+                       "203.0.113.7 , 10.0.0.1"));
     /* also on errors, for the log */
     check_req("POST", "/x", 1, "X-Forwarded-For: , ,\r\nOrigin: o\r\n", NULL,
               &hs);
