@@ -1124,12 +1124,11 @@ on_http_bytes(struct sc_conn *c, const uint8_t *data, size_t len)
     if (rc < 0) {
         char resp[256];
         int status = rc == SC_HTTP_ETOOBIG ? 431 : 400;
-        long n = sc_http_response(status, "application/json", NULL,
-                                  status == 431
-                                      ? "{\"error\":\"headers too large\"}"
-                                      : "{\"error\":\"malformed request\"}",
-                                  status == 431 ? 29 : 31, resp,
-                                  sizeof(resp));
+        const char *body = status == 431
+                               ? "{\"error\":\"headers too large\"}"
+                               : "{\"error\":\"malformed request\"}";
+        long n = sc_http_response(status, "application/json", NULL, body,
+                                  strlen(body), resp, sizeof(resp));
         free(req);
         atomic_fetch_add_explicit(&c->w->slot->handshake_failures, 1,
                                   RELAXED);

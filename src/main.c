@@ -39,26 +39,25 @@ copy_argv(int argc, char **argv)
     return copy;
 }
 
-int
-main(int argc, char **argv)
+static void
+free_argv(char **args, int argc)
 {
-    struct sc_config *cfg;
-    struct sc_jwt_keys *keys;
-    char err[1024], **args;
-    int status;
+    if (args == NULL) {
+        return;
+    }
+    for (int i = 0; i < argc; i++) {
+        free(args[i]);
+    }
+    free(args);
+}
 
-    if (argc > 1 && strcmp(argv[1], "stats") == 0) {
-        return sc_stats_main(argc - 1, argv + 1);
-    }
-    if (argc > 1 && strcmp(argv[1], "token") == 0) {
-        return sc_token_main(argc - 1, argv + 1);
-    }
-    cfg = calloc(1, sizeof(*cfg));
-    args = copy_argv(argc, argv);
-    if (cfg == NULL || args == NULL) {
-        fprintf(stderr, "seatcast: out of memory\n");
-        return 1;
-    }
+/* The server: parse, check, run.  Returns the exit status. */
+static int
+serve(struct sc_config *cfg, int argc, char **argv, char **args)
+{
+    struct sc_jwt_keys *keys;
+    char err[1024];
+
     sc_config_defaults(cfg, sc_proc_ncpu());
     if (sc_config_parse_argv(cfg, argc, args, err, sizeof(err)) != 0 ||
         sc_config_finish(cfg, err, sizeof(err)) != 0) {
@@ -87,6 +86,32 @@ main(int argc, char **argv)
     }
     sc_log_init(cfg->log_level, cfg->log_format == SC_LOG_FORMAT_JSON);
     sc_proc_title_init(argc, argv);
-    status = sc_master_run(cfg, argc, args);
+    return sc_master_run(cfg, argc, args);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct sc_config *cfg;
+    char **args;
+    int status;
+
+    if (argc > 1 && strcmp(argv[1], "stats") == 0) {
+        return sc_stats_main(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "token") == 0) {
+        return sc_token_main(argc - 1, argv + 1);
+    }
+    cfg = calloc(1, sizeof(*cfg));
+    args = copy_argv(argc, argv);
+    if (cfg == NULL || args == NULL) {
+        fprintf(stderr, "seatcast: out of memory\n");
+        free(cfg);
+        free_argv(args, argc);
+        return 1;
+    }
+    status = serve(cfg, argc, argv, args);
+    free(cfg);
+    free_argv(args, argc);
     return status;
 }

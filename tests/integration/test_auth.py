@@ -40,9 +40,9 @@ import pytest
 import websockets
 
 from pg import PgCluster
-from server import (ROOT, Seatcast, SeatcastError, async_wait_for,
-                    run_seatcast, seatcast_bin, tcp_peer_ports, wait_for,
-                    ws_closed, ws_open, ws_ping, ws_recv_json)
+from server import (ROOT, Seatcast, SeatcastError, run_seatcast,
+                    seatcast_bin, tcp_peer_ports, wait_for, ws_closed, ws_open,
+                    ws_ping, ws_recv_json)
 
 NODE_DIR = os.path.join(ROOT, "tests", "integration", "node")
 MINT = os.path.join(NODE_DIR, "mint.mjs")
@@ -351,7 +351,8 @@ def pg(tmp_path_factory):
 def add_event(pg, name, capacity=100):
     return int(pg.query_value(
         "INSERT INTO events (name, starts_at, seat_capacity) VALUES "
-        "('%s', now() + interval '1 day', %d) RETURNING id" % (name, capacity)))
+        "('%s', now() + interval '1 day', %d) RETURNING id"
+        % (name, capacity)))
 
 
 def wait_db(srv, timeout=15):
@@ -1224,8 +1225,8 @@ def test_sighup_reload_survives_a_worker_respawn(make_server, tmp_path):
         assert r.status == 101
         f = r.recv_frame()
         m = srv.wait_log(r"worker (\d+)\[\d+\]: (client \S+ connected: "
-                         r"user respawn, from .*|authentication failed for .*)$",
-                         since=mark)
+                         r"user respawn, from .*|"
+                         r"authentication failed for .*)$", since=mark)
         seen.add(int(m.group(1)))
         held.append(r)
         assert f is not None and f[0] == OP_TEXT, (
