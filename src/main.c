@@ -57,6 +57,7 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
 {
     struct sc_jwt_keys *keys;
     char err[1024];
+    int status;
 
     sc_config_defaults(cfg, sc_proc_ncpu());
     if (sc_config_parse_argv(cfg, argc, args, err, sizeof(err)) != 0 ||
@@ -79,14 +80,16 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
         fprintf(stderr, "seatcast: %s\n", err);
         return 2;
     }
-    sc_jwt_keys_free(keys);
     if (cfg->test_only) {
+        sc_jwt_keys_free(keys);
         printf("seatcast: configuration ok\n");
         return 0;
     }
     sc_log_init(cfg->log_level, cfg->log_format == SC_LOG_FORMAT_JSON);
     sc_proc_title_init(argc, argv);
-    return sc_master_run(cfg, argc, args);
+    status = sc_master_run(cfg, &keys, argc, args);
+    sc_jwt_keys_free(keys); /* NULL once the master has freed them */
+    return status;
 }
 
 int

@@ -36,10 +36,12 @@
 
 #include "channel.h"
 #include "config.h"
+#include "jwt.h"
 #include "listener.h"
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
+#include "secret.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 256
@@ -60,6 +62,7 @@ struct child {
 
 struct master {
     struct sc_config *cfg;
+    struct sc_jwt_keys **keys; /* owned: replaced on reload */
     int argc;
     char **argv;
     struct sc_registry reg;
@@ -251,6 +254,7 @@ child_ctx(struct master *m, struct sc_child_ctx *ctx)
 {
     memset(ctx, 0, sizeof(*ctx));
     ctx->cfg = m->cfg;
+    ctx->keys = *m->keys;
     ctx->reg = &m->reg;
     ctx->wake_fds = m->wake_fds;
     ctx->nworkers = m->nworkers;
@@ -575,6 +579,7 @@ static void
 reload(struct master *m)
 {
     struct sc_config *fresh = malloc(sizeof(*fresh));
+    struct sc_jwt_keys *keys;
     char err[512];
 
     if (fresh == NULL) {
@@ -590,6 +595,17 @@ reload(struct master *m)
         free(fresh);
         return;
     }
+    /* the keys too: a reload that workers would refuse is refused here,
+     * and a worker respawned later inherits the keys in force */
+    keys = sc_secret_load_keys(fresh, err, sizeof(err));
+    if (keys == NULL) {
+        sc_log(SC_LOG_ERR, "reload failed, keeping the running "
+               "configuration and keys: %s", err);
+        free(fresh);
+        return;
+    }
+    sc_jwt_keys_free(*m->keys);
+    *m->keys = keys;
     /* listeners, workers and the registry stay as they are; the rest is
      * re-read by each child when it gets SIGHUP, and a child respawned
      * later starts from the reloaded snapshot kept here */
@@ -727,7 +743,8 @@ master_loop(struct master *m, const sigset_t *orig)
 }
 
 int
-sc_master_run(struct sc_config *cfg, int argc, char **argv)
+sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
+              char **argv)
 {
     static struct master m; /* inherited by every child; lives forever */
     sigset_t orig;
@@ -735,6 +752,7 @@ sc_master_run(struct sc_config *cfg, int argc, char **argv)
 
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
+    m.keys = keys;
     m.argc = argc;
     m.argv = argv;
     m.self = getpid();
@@ -807,5 +825,7 @@ out:
     }
     sc_registry_unlink(cfg->shm_name);
     sc_registry_detach(&m.reg);
+    sc_jwt_keys_free(*keys);
+    *keys = NULL;
     return status;
 }

@@ -127,7 +127,8 @@ sc_secret_load_keys(const struct sc_config *cfg, char *err, size_t errlen)
     if (want_secret || pem == NULL) {
         secret = sc_secret_read(cfg, &slen, err, errlen);
         if (secret == NULL) {
-            if (pem == NULL) {
+            /* keep the precise reason when a source was named */
+            if (pem == NULL && !want_secret) {
                 snprintf(err, errlen, "no JWT key: set --jwt-secret-file, "
                          "SEATCAST_JWT_SECRET or --jwt-public-key");
             }

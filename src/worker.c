@@ -623,7 +623,6 @@ static int
 worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
 {
     struct timeval one = {1, 0};
-    char err[512];
 
     w->ctx = ctx;
     w->index = ctx->index;
@@ -641,9 +640,11 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
         w->rand_state == 0) {
         w->rand_state = sc_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
     }
-    w->keys = sc_secret_load_keys(w->cfg, err, sizeof(err));
+    /* the master's keys, copied by fork: a respawned worker uses the keys
+     * in force, never a file changed since without a reload */
+    w->keys = (struct sc_jwt_keys *)(uintptr_t)ctx->keys;
     if (w->keys == NULL) {
-        sc_log(SC_LOG_ERR, "%s", err);
+        sc_log(SC_LOG_ERR, "no JWT keys from the master");
         return -1;
     }
     w->base = event_base_new();

@@ -15,9 +15,9 @@ BENCH_N     ?= 1000 10000 50000 100000
 BENCH_ARGS  ?=
 BENCH_SRC    = $(wildcard tests/bench/*.c)
 BENCH_HDR    = $(wildcard tests/bench/*.h)
-BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread \
+BENCH_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 $(WARN) \
                $(shell pkg-config --cflags libpq 2>/dev/null)
-BENCH_LIBS   = $(shell pkg-config --libs libpq 2>/dev/null) -pthread
+BENCH_LIBS   = $(shell pkg-config --libs libpq 2>/dev/null)
 BENCH_DEB    = gnuplot-nox postgresql-15 libpq-dev python3
 BENCH_DRIVER = /usr/bin/python3 tests/bench/bench.py \
                --seatcast $(BUILD)/seatcast --loadgen $(BENCH_DIR)/loadgen \

@@ -59,10 +59,23 @@ def free_port():
 
 
 def nofile_for(n):
-    """Descriptors for a process holding n sockets, within fs.nr_open."""
-    with open("/proc/sys/fs/nr_open") as f:
-        nr_open = int(f.read())
-    return min(max(20000, n + 4096), nr_open)
+    """Descriptors for a process holding n sockets, within the hard limit
+    (raising the hard limit needs CAP_SYS_RESOURCE, which root may lack:
+    it does on the bench machine, where the hard limit is 20000)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return n + 4096
+    return min(n + 4096, hard)
+
+
+def workers_for(args, n):
+    """--workers, or 2, or as many as needed for each to hold its share of
+    n connections within the descriptor limit (seatcast spreads them
+    evenly: least-loaded worker first), with a quarter to spare."""
+    if args.workers > 0:
+        return args.workers
+    per = nofile_for(10 ** 9) * 3 // 4
+    return max(2, -(-n // per))
 
 
 def clean_env():
@@ -108,9 +121,10 @@ class Server:
     def __init__(self, args, n, conninfo, secret, logdir):
         self.port = free_port()
         self.nofile = nofile_for(n)
+        self.workers = workers_for(args, n)
         self.argv = [args.seatcast,
                      "--listen", "127.0.0.1:%d" % self.port,
-                     "--workers", str(args.workers),
+                     "--workers", str(self.workers),
                      "--database", conninfo,
                      "--jwt-secret-file", secret,
                      "--max-connections", str(n + 1000),
@@ -120,9 +134,9 @@ class Server:
         self.proc = None
 
     def _limits(self):
-        # seatcast does not raise its own limit; each worker may hold
-        # every connection
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        # seatcast does not raise its own limit: its processes inherit this
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     def start(self, timeout=20):
         with open(self.logpath, "wb") as logf:
@@ -198,7 +212,7 @@ def loadgen_argv(args, n, server, conninfo, token, first_event):
             "--paced-rate", str(args.paced_rate),
             "--paced-seconds", str(args.paced_seconds),
             "--settle", str(args.settle),
-            "--sources", str(args.sources)]
+            "--procs", str(args.procs)]
 
 
 def start_perf(args, server, n):
@@ -230,7 +244,7 @@ def stop_perf(args, perf, n):
 def run_one(args, n, pg, secret, token, first_event):
     server = Server(args, n, pg.conninfo(), secret, args.out)
     log("N=%d: seatcast --workers %d on port %d (RLIMIT_NOFILE %d)"
-        % (n, args.workers, server.port, server.nofile))
+        % (n, server.workers, server.port, server.nofile))
     server.start()
     perf = None
     try:
@@ -246,7 +260,7 @@ def run_one(args, n, pg, secret, token, first_event):
         raise RuntimeError("loadgen failed (exit %d) at N=%d"
                            % (res.returncode, n))
     out = json.loads(res.stdout)
-    out["workers"] = args.workers
+    out["workers"] = server.workers
     return out
 
 
@@ -258,6 +272,8 @@ COLUMNS = [
     ("N", 7, lambda r: "%d" % r["n"]),
     ("open", 7, lambda r: "%d" % r["opened"]),
     ("fail", 5, lambda r: "%d" % r["failed"]),
+    ("wrk", 3, lambda r: "%d" % r["workers"]),
+    ("cli", 3, lambda r: "%d" % r["client_procs"]),
     ("hs/s", 7, lambda r: "%.0f" % r["handshake"]["per_sec"]),
     ("B/conn", 7, lambda r: "%.0f" % r["memory"]["bytes_per_conn"]),
     ("msg/s", 9, lambda r: "%.0f" % r["burst"]["messages_per_sec"]),
@@ -277,6 +293,7 @@ COLUMNS = [
 ]
 
 LEGEND = """\
+wrk     seatcast workers; cli: loadgen client processes (fd limit 20000)
 hs/s    handshakes per second opening N connections, 256 in flight
         (connect() to the snapshot seat_update)
 B/conn  server Pss (all sc-* processes) after minus before, per connection
@@ -361,13 +378,16 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
     p.add_argument("--n", default="1000 10000 50000 100000",
                    help="connection counts, space-separated")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0,
+                   help="seatcast workers (0: 2, or more when N needs "
+                   "more descriptors than 2 workers may hold)")
     p.add_argument("--events", type=int, default=1,
                    help="spread connections over this many events")
     p.add_argument("--capacity", type=int, default=1000000)
     p.add_argument("--window", type=int, default=256)
-    p.add_argument("--sources", type=int, default=0,
-                   help="loopback source addresses (0: as many as needed)")
+    p.add_argument("--procs", type=int, default=0,
+                   help="loadgen client processes (0: as few as the "
+                   "descriptor limit allows)")
     p.add_argument("--burst", type=int, default=50)
     p.add_argument("--paced-rate", type=float, default=2)
     p.add_argument("--paced-seconds", type=float, default=5)

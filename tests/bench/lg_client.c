@@ -228,8 +228,8 @@ conn_connected(struct client *cl, uint32_t i)
     int err = 0;
     socklen_t elen = sizeof(err);
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
-        err != 0 || send_request(cl, i) != 0 ||
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0 ||
+        send_request(cl, i) != 0 ||
         epoll_ctl(cl->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
         conn_fail(cl, i, LG_FR_CONNECT);
         return;
@@ -254,8 +254,8 @@ conn_start(struct client *cl, uint32_t i)
          errno != EINPROGRESS) ||
         epoll_ctl(cl->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         if (cl->st->fails[LG_FR_CONNECT] == 0) {
-            fprintf(stderr, "loadgen: client %u: connection %u: %s\n", cl->k,
-                    i, strerror(errno));
+            fprintf(stderr, "loadgen: client %u: connection %u: %s\n", cl->k, i,
+                    strerror(errno));
         }
         conn_fail(cl, i, LG_FR_CONNECT);
     }
@@ -287,15 +287,13 @@ check_timeouts(struct client *cl, int64_t now)
 
 /* The first seat_update: the event's current seats (SPEC 4). */
 static void
-on_snapshot(struct client *cl, uint32_t i, const struct lg_msg *m,
-            int64_t now)
+on_snapshot(struct client *cl, uint32_t i, const struct lg_msg *m, int64_t now)
 {
     struct lg *lg = cl->lg;
     struct lg_conn *c = &lg->conns[i];
 
     /* between phases ev_base holds the seats of the last phase's end */
-    if (!m->has_available ||
-        m->available != lg->ev_base[i % lg->o.nevents]) {
+    if (!m->has_available || m->available != lg->ev_base[i % lg->o.nevents]) {
         cl->st->snapshot_bad++;
     }
     c->state = LG_CS_OPEN;
@@ -357,8 +355,7 @@ on_update(struct client *cl, uint32_t i, const struct lg_msg *m, int64_t now)
 }
 
 static void
-on_created(struct client *cl, uint32_t i, const struct lg_msg *m,
-           int64_t now)
+on_created(struct client *cl, uint32_t i, const struct lg_msg *m, int64_t now)
 {
     if (phase_index(cl, i, m) < 0) {
         return;
@@ -439,8 +436,7 @@ on_close(struct client *cl, uint32_t i, const struct lg_frame *f)
 
 /* One frame; -1 if connection i was closed. */
 static int
-on_frame(struct client *cl, uint32_t i, const struct lg_frame *f,
-         int64_t now)
+on_frame(struct client *cl, uint32_t i, const struct lg_frame *f, int64_t now)
 {
     switch (f->opcode) {
     case LG_WS_OP_TEXT:
@@ -469,8 +465,7 @@ conn_feed(struct client *cl, uint32_t i, const uint8_t *buf, size_t len,
     size_t off = 0;
 
     if (c->state == LG_CS_HANDSHAKE) {
-        long n = lg_http_response((const char *)buf, len,
-                                  &cl->st->last_status);
+        long n = lg_http_response((const char *)buf, len, &cl->st->last_status);
 
         if (n == LG_MORE) {
             return 0;
@@ -572,11 +567,12 @@ loop_once(struct client *cl, int timeout_ms)
 static bool
 connect_step(struct client *cl)
 {
-    int64_t now = mono_ns();
+    int64_t now;
 
     while (cl->inflight < cl->window && cl->next < cl->hi) {
         conn_start(cl, cl->next++);
     }
+    now = mono_ns(); /* after the starts: no start_us is later than now */
     if (now - cl->last_check_ns > 100000000) {
         check_timeouts(cl, now);
         cl->last_check_ns = now;
@@ -627,6 +623,7 @@ take_command(struct client *cl)
     switch (ctl->cmd) {
     case LG_CMD_CONNECT:
         cl->connecting = true; /* finished in lg_client_main() */
+        cl->st->hs_start_ns = cl->st->hs_end_ns = mono_ns();
         break;
     case LG_CMD_BEGIN:
         phase_begin(cl);
@@ -683,8 +680,10 @@ client_init(struct client *cl, struct lg *lg, uint32_t k)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (cl->ep < 0 || cl->rbuf == NULL ||
         raise_nofile((rlim_t)(cl->hi - cl->lo) + 64) != 0) {
-        fprintf(stderr, "loadgen: client %u: could not set up for %u "
-                "connections: %s\n", k, cl->hi - cl->lo, strerror(errno));
+        fprintf(stderr,
+                "loadgen: client %u: could not set up for %u "
+                "connections: %s\n",
+                k, cl->hi - cl->lo, strerror(errno));
         _exit(3);
     }
 }

@@ -37,8 +37,13 @@
 
 #define LG_PHASE_MAX 64 /* bookings per phase: bits of lg_conn.seen */
 
-enum lg_cmd { LG_CMD_NONE, LG_CMD_CONNECT, LG_CMD_BEGIN, LG_CMD_END,
-              LG_CMD_EXIT };
+enum lg_cmd {
+    LG_CMD_NONE,
+    LG_CMD_CONNECT,
+    LG_CMD_BEGIN,
+    LG_CMD_END,
+    LG_CMD_EXIT
+};
 
 enum lg_conn_state {
     LG_CS_IDLE,       /* not started */
@@ -79,14 +84,15 @@ _Static_assert(sizeof(struct lg_conn) <= 32, "lg_conn over 32 bytes");
 /* One client's figures.  Written by that client only; the parent reads
  * the atomics at any time, the rest after acquiring `done`. */
 struct lg_stats {
-    _Alignas(64) atomic_uint done;      /* last command finished */
-    _Atomic uint64_t prog_frames;   /* phase messages so far */
-    _Atomic uint64_t prog_updates;  /* distinct seat_updates so far */
-    _Atomic uint64_t prog_created;  /* booking_created so far */
+    _Alignas(64) atomic_uint done; /* last command finished */
+    _Atomic uint64_t prog_frames;  /* phase messages so far */
+    _Atomic uint64_t prog_updates; /* distinct seat_updates so far */
+    _Atomic uint64_t prog_created; /* booking_created so far */
     /* connect */
     uint32_t opened, failed, dropped;
     uint64_t fails[LG_FR_COUNT];
-    int64_t hs_end_ns; /* last connection opened or failed */
+    int64_t hs_start_ns; /* first connect() */
+    int64_t hs_end_ns;   /* last connection opened or failed */
     uint64_t snapshot_bad, stray, errors_rcvd, pongs, pong_drops;
     int last_status;
     char last_close[96];
@@ -98,8 +104,8 @@ struct lg_stats {
 
 /* Commands and the phase's parameters, written by the parent. */
 struct lg_ctl {
-    atomic_uint seq; /* bumped (release) after the fields below */
-    uint32_t cmd;    /* enum lg_cmd */
+    atomic_uint seq;         /* bumped (release) after the fields below */
+    uint32_t cmd;            /* enum lg_cmd */
     int64_t phase_origin_ns; /* CLOCK_MONOTONIC origin of lat_us */
 };
 
@@ -109,7 +115,7 @@ struct lg_opts {
     const char *database;
     uint32_t conns;
     uint32_t window;
-    uint32_t procs;   /* client processes, 0: as few as the fd limit allows */
+    uint32_t procs; /* client processes, 0: as few as the fd limit allows */
     uint32_t nevents;
     int64_t first_event;
     pid_t server_pid;
@@ -125,11 +131,11 @@ struct lg_opts {
 /* Everything the clients inherit from the parent at fork(). */
 struct lg {
     struct lg_opts o;
-    char *token;         /* owned (parent; each client's copy) */
-    int64_t origin_ns;   /* CLOCK_MONOTONIC origin of start_us */
+    char *token;       /* owned (parent; each client's copy) */
+    int64_t origin_ns; /* CLOCK_MONOTONIC origin of start_us */
     struct sockaddr_in dst;
-    uint32_t nprocs;     /* client processes */
-    bool bind_source;    /* client k binds 127.0.0.(2 + k) */
+    uint32_t nprocs;  /* client processes */
+    bool bind_source; /* client k binds 127.0.0.(2 + k) */
     /* shared: mapped before fork, unmapped by the parent at the end */
     struct lg_ctl *ctl;
     struct lg_stats *stats; /* [nprocs] */

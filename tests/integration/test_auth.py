@@ -1366,6 +1366,18 @@ def test_forwarded_for_only_from_a_trusted_proxy(make_server, trusted):
     assert "<evil>" not in srv.log()
     if not trusted:
         assert "203.0.113.7" not in srv.log()
+        return
+    # a chain is read from the right: the first address that is not a
+    # trusted proxy is the client; a spoofed leftmost entry is not taken
+    for chain, client in (("198.51.100.9, 203.0.113.7", "203.0.113.7"),
+                          ("203.0.113.7, 127.0.0.1", "203.0.113.7"),
+                          ("198.51.100.9,203.0.113.8", "203.0.113.8")):
+        mark = srv.log_mark()
+        expect_accepted(srv, token=tok,
+                        headers=[("X-Forwarded-For", chain)]).close()
+        srv.wait_log(r"connected: user proxied, from %s \(via 127\.0\.0\.1"
+                     r"\)$" % re.escape(client), since=mark)
+    assert "198.51.100.9" not in srv.log()
 
 
 # ------------------------------------------------------------------ #

@@ -684,13 +684,47 @@ def test_slow_consumer_gets_merged_seat_updates_and_ends_on_db_count(
         slow.close()
 
 
+class stalled_workers:
+    """SIGSTOPs the workers (as a loaded machine may deschedule them) and
+    SIGCONTs them on exit, whatever happened."""
+
+    def __init__(self, srv):
+        self.pids = srv.worker_pids()
+
+    def __enter__(self):
+        for p in self.pids:
+            os.kill(p, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.pids:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def backlog_after_stall(srv, db, event, n):
+    """Books n seats (one INSERT of n rows) while the workers are stopped,
+    and resumes them once the listener has put all n in the ring: each
+    worker then finds the n changes in one drain of the ring."""
+    head = srv.stats()["totals"]["ring_head"]
+    with stalled_workers(srv):
+        db.psql("INSERT INTO bookings (event_id, user_id, seats) "
+                "SELECT %d, 1, 1 FROM generate_series(1, %d)" % (event, n))
+        wait_for(stats_where(srv, lambda s: s["totals"]["ring_head"] >=
+                             head + n), 10, "%d changes in the ring" % n)
+    return db.available(event)
+
+
 @pytest.mark.deadline(90)
-def test_reading_clients_survive_a_1000_row_booking_at_64k_send_limit(
+def test_reading_clients_survive_a_worker_stall_at_64k_send_limit(
         db, make_server):
     """Clients that read everything must never be taken for slow
-    consumers: a 1000-row booking transaction (230 KB of frames per
-    subscriber, sent in one ring batch) with --send-buffer-limit 65536.
-    Their sockets have MBs of room; nothing refused a byte."""
+    consumers.  The workers are stopped for the time 1000 bookings take
+    to reach the ring (a loaded machine does this to any process), then
+    resumed with --send-buffer-limit 65536: 1000 changes are ~95 KB per
+    subscriber, and their sockets have megabytes of room."""
     cap = 10000
     event = db.event(cap)
     srv = db_server(db, make_server, workers=2,
@@ -701,9 +735,7 @@ def test_reading_clients_survive_a_1000_row_booking_at_64k_send_limit(
         clients = await open_clients(srv, 20, "/ws/events/%d" % event,
                                      token)
         try:
-            db.psql("INSERT INTO bookings (event_id, user_id, seats) "
-                    "SELECT %d, 1, 1 FROM generate_series(1, 1000)" % event)
-            final = db.available(event)
+            final = backlog_after_stall(srv, db, event, 1000)
             assert final == cap - 1000
             await async_wait_for(lambda: all(
                 c.closed.is_set() or
@@ -713,15 +745,55 @@ def test_reading_clients_survive_a_1000_row_booking_at_64k_send_limit(
                       if c.closed.is_set()]
             got = sorted(len(seats_of(all_msgs(c), "booking_created", event))
                          for c in clients)
-            print("1000-row booking, 20 reading clients, limit 64 KiB: "
-                  "%d closed %s; booking_created received: min %d max %d"
-                  % (len(closed), sorted(set(closed)), got[0], got[-1]))
+            print("workers stalled during 1000 bookings, then resumed; 20 "
+                  "reading clients, limit 64 KiB: %d closed %s; "
+                  "booking_created received: min %d max %d; slow consumers "
+                  "logged: %d" % (
+                      len(closed), sorted(set(closed)), got[0], got[-1],
+                      srv.log().count("closing a slow consumer")))
             assert closed == [], (
                 "%d reading clients were closed as slow consumers: "
                 "conn.c sc_conn_send_frame() checks --send-buffer-limit "
                 "while worker.c drain_ring() is still batching, before a "
                 "single write was tried" % len(closed))
             assert got[0] == 1000
+        finally:
+            await close_clients(clients)
+
+    asyncio.run(body())
+
+
+@pytest.mark.deadline(90)
+def test_reading_clients_get_every_seat_update_after_a_worker_stall(
+        db, make_server):
+    """SPEC 4: a booking sends booking_created then seat_update, each once
+    per subscription; SPEC 5 merges seat_updates only for a client that
+    is not reading.  After a stall of the workers (as above, default
+    --send-buffer-limit), clients that read everything must still get
+    one seat_update per booking."""
+    cap = 10000
+    n = 500
+    event = db.event(cap)
+    srv = db_server(db, make_server, workers=2)
+    token = srv.token(sub="fast")
+
+    async def body():
+        clients = await open_clients(srv, 4, "/ws/events/%d" % event, token)
+        try:
+            final = backlog_after_stall(srv, db, event, n)
+            await asyncio.gather(*(c.wait_for(
+                lambda ms: seats_of(ms, "seat_update", event)[-1:] == [final],
+                30, "the final seat_update") for c in clients))
+            merged = [check_full_stream(c, event, cap, final)
+                      for c in clients]
+            print("workers stalled during %d bookings, then resumed: "
+                  "seat_updates missing per reading client: %s"
+                  % (n, merged))
+            assert merged == [0] * len(clients), (
+                "reading clients lost seat_updates: conn.c "
+                "sc_conn_send_frame() merges a queued seat_update whenever "
+                "the queue is not empty, including the frames a batch of "
+                "worker.c drain_ring() queues before writing")
         finally:
             await close_clients(clients)
 
