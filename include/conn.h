@@ -90,6 +90,7 @@ struct sc_conn {
                                             WS: next ping */
     uint64_t rate_ms;                    /* token bucket refill time */
     uint64_t flood_since_ms;             /* first rate_limited, 0 none */
+    uint64_t last_refused_ms;            /* last rate_limited */
     uint32_t rate_tokens;                /* in thousandths of a message */
     uint32_t peer_ip;                    /* IPv4 for logs, 0 otherwise */
     uint64_t user_key;                   /* hash of the user id */

@@ -437,6 +437,14 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
         sc_conn_free(c);
         return -1;
     }
+    if (c->out_bytes > w->cfg->send_buffer_limit &&
+        !(c->flags & SC_CONN_WANT_WRITE)) {
+        /* a batch may queue more than the limit for a client that reads
+         * well: only a socket that refuses bytes makes a slow consumer */
+        if (flush_queue(c) != 0) {
+            return -1;
+        }
+    }
     if (c->out_bytes > w->cfg->send_buffer_limit) {
         slow_consumer(c);
         return -1;
@@ -702,9 +710,14 @@ rate_ok(struct sc_conn *c, uint64_t now)
     c->rate_tokens = (uint32_t)(tokens > cap ? cap : tokens);
     if (c->rate_tokens >= 1000) {
         c->rate_tokens -= 1000;
-        c->flood_since_ms = 0;
+        /* a flood still gets a message through now and then as the bucket
+         * refills: only a second without a refusal ends it */
+        if (c->flood_since_ms != 0 && now - c->last_refused_ms >= 1000) {
+            c->flood_since_ms = 0;
+        }
         return true;
     }
+    c->last_refused_ms = now;
     return false;
 }
 

@@ -1,8 +1,10 @@
 """bench.py - seatcast's benchmark driver (make bench, make bench-smoke)
 
 Standard library only; run with Debian's /usr/bin/python3, as root (the
-cluster runs as the postgres user through runuser, and the server and the
-load generator need more than the default 20 000 descriptors).
+cluster runs as the postgres user through runuser).  Descriptors: the
+server gets min(N + 4096, hard limit) and enough workers for each to hold
+its share within the hard limit, which root cannot raise here (no
+CAP_SYS_RESOURCE); the loadgen forks client processes for the same reason.
 
     bench.py --seatcast build/seatcast --loadgen build/bench/loadgen \\
              --out build/bench --n "1000 10000 50000 100000"
@@ -212,7 +214,8 @@ def loadgen_argv(args, n, server, conninfo, token, first_event):
             "--paced-rate", str(args.paced_rate),
             "--paced-seconds", str(args.paced_seconds),
             "--settle", str(args.settle),
-            "--procs", str(args.procs)]
+            "--procs", str(args.procs),
+            "--per-source", str(args.per_source)]
 
 
 def start_perf(args, server, n):
@@ -378,6 +381,9 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
     p.add_argument("--n", default="1000 10000 50000 100000",
                    help="connection counts, space-separated")
+    p.add_argument("--per-source", type=int, default=0,
+                   help="connections per loopback source address (0: "
+                   "auto, ~9 900)")
     p.add_argument("--workers", type=int, default=0,
                    help="seatcast workers (0: 2, or more when N needs "
                    "more descriptors than 2 workers may hold)")

@@ -203,9 +203,9 @@ send_request(struct client *cl, uint32_t i)
     return write(lg->conns[i].fd, req, (size_t)len) == len ? 0 : -1;
 }
 
-/* Binds fd to this client's source address, the port left to connect(). */
+/* Binds fd to connection i's source address, the port left to connect(). */
 static int
-bind_source(const struct client *cl, int fd)
+bind_source(const struct client *cl, int fd, uint32_t i)
 {
     struct sockaddr_in src = {.sin_family = AF_INET};
     int one = 1;
@@ -215,7 +215,7 @@ bind_source(const struct client *cl, int fd)
                    sizeof(one)) != 0) {
         return -1;
     }
-    src.sin_addr.s_addr = htonl(0x7F000002u + cl->k);
+    src.sin_addr.s_addr = htonl(0x7F000002u + i / cl->lg->per_source);
     return bind(fd, (struct sockaddr *)&src, sizeof(src));
 }
 
@@ -249,7 +249,7 @@ conn_start(struct client *cl, uint32_t i)
     c->state = LG_CS_CONNECTING;
     c->start_us = since_us(lg, mono_ns());
     cl->inflight++;
-    if (fd < 0 || (lg->bind_source && bind_source(cl, fd) != 0) ||
+    if (fd < 0 || (lg->per_source > 0 && bind_source(cl, fd, i) != 0) ||
         (connect(fd, (struct sockaddr *)&lg->dst, sizeof(lg->dst)) != 0 &&
          errno != EINPROGRESS) ||
         epoll_ctl(cl->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {

@@ -52,8 +52,7 @@
 #include "lg_selftest.h"
 #include "lg_ws.h"
 
-#define PORT_MARGIN 2000 /* ephemeral ports left free per source address */
-#define FD_MARGIN 64     /* descriptors a client needs besides sockets */
+#define FD_MARGIN 64 /* descriptors a client needs besides sockets */
 
 static const char *const fail_names[LG_FR_COUNT] = {
     "connect", "http", "closed", "eof", "timeout", "protocol"};
@@ -165,31 +164,41 @@ shared_map(size_t size)
 /* ------------------------------------------------------------------ */
 /* Clients                                                              */
 
-/* Clients needed: each holds at most what the descriptor limit and one
- * source address's ephemeral ports allow. */
+/* Clients needed: each holds at most what the descriptor limit allows. */
 static uint32_t
 clients_needed(uint32_t conns)
 {
-    unsigned lo = 32768, hi = 60999;
     struct rlimit rl;
-    uint64_t per = 1000;
+    uint64_t per = UINT32_MAX;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) {
+        per = rl.rlim_max > 2 * FD_MARGIN ? rl.rlim_max - FD_MARGIN : FD_MARGIN;
+    }
+    return (uint32_t)((conns + per - 1) / per);
+}
+
+/* Connections per loopback source address: 70 % of the even ephemeral
+ * ports, which connect() tries first (see lg_client.h); 0 if one source,
+ * the kernel's own choice, suffices. */
+static uint32_t
+per_source(uint32_t conns)
+{
+    unsigned lo = 32768, hi = 60999;
+    uint32_t per;
     FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
 
     if (f != NULL) {
-        if (fscanf(f, "%u %u", &lo, &hi) != 2) {
+        if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo) {
             lo = 32768;
             hi = 60999;
         }
         fclose(f);
     }
-    if (hi > lo + 2 * PORT_MARGIN) {
-        per = hi - lo + 1 - PORT_MARGIN;
+    per = (hi - lo + 1) / 2 * 7 / 10;
+    if (per < 1000) {
+        per = 1000;
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
-        rl.rlim_max < per + FD_MARGIN) {
-        per = rl.rlim_max > 2 * FD_MARGIN ? rl.rlim_max - FD_MARGIN : FD_MARGIN;
-    }
-    return (uint32_t)((conns + per - 1) / per);
+    return conns <= per ? 0 : per;
 }
 
 static int
@@ -253,7 +262,7 @@ fork_clients(struct run *r)
 static bool
 clients_alive(struct run *r)
 {
-    int status;
+    int status = 0;
 
     for (uint32_t k = 0; k < r->lg.nprocs; k++) {
         if (r->pids[k] > 0 && waitpid(r->pids[k], &status, WNOHANG) != 0) {
@@ -700,7 +709,10 @@ print_connect(const struct run *r, FILE *out)
             "\"source_addresses\":%u,\"opened\":%u,\"failed\":%u,"
             "\"fail_reasons\":{",
             r->lg.o.conns, r->lg.o.nevents, r->lg.o.window, r->lg.nprocs,
-            r->lg.bind_source ? r->lg.nprocs : 0, t->opened, t->failed);
+            r->lg.per_source > 0
+                ? (r->lg.o.conns + r->lg.per_source - 1) / r->lg.per_source
+                : 0,
+            t->opened, t->failed);
     for (int f = 0; f < LG_FR_COUNT; f++) {
         fprintf(out, "%s\"%s\":%" PRIu64, f ? "," : "", fail_names[f],
                 t->fails[f]);
@@ -747,7 +759,8 @@ usage(void)
             "--server-pid PID\n"
             "               [--host 127.0.0.1] [--conns 1000] "
             "[--window 256]\n"
-            "               [--procs K] [--events 1] [--first-event 1]\n"
+            "               [--procs K] [--per-source C] [--events 1] "
+            "[--first-event 1]\n"
             "               [--burst 50] [--paced-rate 2] "
             "[--paced-seconds 5]\n"
             "               [--settle 1] [--handshake-timeout 10] "
@@ -782,6 +795,7 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         {"conns", required_argument, NULL, 'n'},
         {"window", required_argument, NULL, 'w'},
         {"procs", required_argument, NULL, 'P'},
+        {"per-source", required_argument, NULL, 'A'},
         {"events", required_argument, NULL, 'e'},
         {"first-event", required_argument, NULL, 'f'},
         {"burst", required_argument, NULL, 'b'},
@@ -830,6 +844,9 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
             break;
         case 'P':
             o->procs = (uint32_t)num_arg("procs", optarg, 0, 250);
+            break;
+        case 'A':
+            o->per_source = (uint32_t)num_arg("per-source", optarg, 0, 60000);
             break;
         case 'e':
             o->nevents = (uint32_t)num_arg("events", optarg, 1, 1000000);
@@ -974,7 +991,8 @@ run_init(struct run *r)
     if (lg->nprocs > lg->o.conns) {
         lg->nprocs = lg->o.conns;
     }
-    lg->bind_source = lg->nprocs > 1;
+    lg->per_source =
+        lg->o.per_source > 0 ? lg->o.per_source : per_source(lg->o.conns);
     r->pids = calloc(lg->nprocs, sizeof(*r->pids));
     r->ev_seats = calloc(lg->o.nevents, sizeof(*r->ev_seats));
     if (r->pids == NULL || r->ev_seats == NULL || map_shared(lg) != 0) {
