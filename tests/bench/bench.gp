@@ -12,8 +12,9 @@ if (!exists("outfile")) outfile = 'build/bench/bench.png'
 
 set terminal pngcairo noenhanced size 960,600 font "sans,10"
 set output outfile
-set title "seatcast fan-out: one hot event, burst of 50 bookings"
-set key below box
+set title "seatcast fan-out to N subscribers: burst of 50 bookings, and paced 2 bookings/s"
+set key outside below center box maxrows 2 width 2
+set bmargin 7
 set grid xtics ytics
 set logscale x
 set xlabel "subscribed connections (N)"

@@ -6,9 +6,9 @@
 #   make bench-smoke                  N = 200, ~5 s; fails on any lost,
 #                                     duplicated or reordered delivery
 #
-# Runs as root: a throwaway PostgreSQL (runuser -u postgres), raised
-# RLIMIT_NOFILE.  Results go to $(BUILD)/bench: results.json, results.txt,
-# bench.png.  See tests/bench/README.md.
+# Runs as root: a throwaway PostgreSQL (runuser -u postgres), soft
+# RLIMIT_NOFILE raised to the hard one.  Results: $(BUILD)/bench/ (results.json,
+# results.txt, bench.png; bench-smoke: smoke/).  See tests/bench/README.md.
 
 BENCH_DIR    = $(BUILD)/bench
 BENCH_N     ?= 1000 10000 50000 100000
@@ -46,6 +46,7 @@ bench-deps:
 bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DRIVER) --n "$(BENCH_N)" $(BENCH_ARGS)
 
+# its own directory: a smoke run must not overwrite the last bench's results
 bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DIR)/loadgen --self-test
-	$(BENCH_DRIVER) --smoke
+	$(BENCH_DRIVER) --smoke --out $(BENCH_DIR)/smoke
