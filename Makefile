@@ -89,6 +89,7 @@ check: deps
 	$(MAKE) fuzz-run
 	$(MAKE) integration
 	$(MAKE) integration-asan
+	$(MAKE) bench-smoke
 
 unit-bins: $(UNIT_BIN)
 

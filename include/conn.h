@@ -114,6 +114,14 @@ void sc_conn_free(struct sc_conn *c);
  * connection (slow consumer): returns -1 then, and c is gone. */
 int sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f);
 
+/*
+ * Sends frames (in order) with one writev when nothing is queued, queueing
+ * only what the socket does not take; otherwise queues each as
+ * sc_conn_send_frame() does.  Returns -1 if the connection was freed.
+ */
+int sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs,
+                        size_t n);
+
 /* Starts the closing handshake with code and reason (RFC 6455 7.1.2). */
 void sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason);
 

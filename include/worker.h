@@ -27,10 +27,23 @@ struct event;
 
 #define SC_WORKER_SCRATCH 65536
 #define SC_WORKER_FREE_Q_MAX 65536 /* recycled output queue nodes kept */
+#define SC_WORKER_PEND_MAX 128     /* changes grouped per broadcast batch */
+
+struct sc_frame;
+
+/* One change waiting in a batch: its frames, shared by all subscribers. */
+struct sc_pending {
+    struct sc_wevent *ev;    /* NULL once sent */
+    struct sc_frame *f[2];   /* booking frame (or NULL), seat_update */
+    int64_t version;
+};
 
 /* The worker's view of one event some of its connections follow. */
 struct sc_wevent {
     struct sc_wevent *hnext;      /* hash chain */
+    struct sc_wevent *znext;      /* zombie list: no subscriber left while
+                                     a batch was in progress */
+    bool zombie;
     int64_t id;
     struct sc_event_entry *entry; /* in the registry */
     struct sc_sub *subs;          /* subscriber list */
@@ -55,6 +68,9 @@ struct sc_worker {
     uint64_t ring_seq;   /* next ring sequence to consume */
     struct sc_jwt_keys *keys;
     struct sc_conn *dirty; /* connections with output to flush */
+    struct sc_pending pend[SC_WORKER_PEND_MAX]; /* this batch's changes */
+    unsigned npend;
+    struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     struct sc_outq *free_q; /* recycled queue nodes, owned */
     uint32_t nfree_q;
     bool batching;         /* queue only; flush at the end of a batch */

@@ -463,6 +463,66 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
     return flush_queue(c);
 }
 
+int
+sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
+{
+    struct iovec iov[IOV_MAX_BATCH];
+    struct sc_worker *w = c->w;
+    ssize_t wr;
+
+    if (c->phase != SC_CONN_WS || n == 0) {
+        return 0;
+    }
+    if (c->out_head != NULL || (c->flags & SC_CONN_WANT_WRITE) ||
+        n > IOV_MAX_BATCH) {
+        for (size_t i = 0; i < n; i++) {
+            if (sc_conn_send_frame(c, fs[i]) != 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    /* the common case: an idle socket takes the whole batch at once, and
+     * nothing is queued or allocated for this client */
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = fs[i]->data;
+        iov[i].iov_len = fs[i]->len;
+    }
+    do {
+        wr = writev(c->fd, iov, (int)n);
+    } while (wr < 0 && errno == EINTR);
+    if (wr < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            sc_log(SC_LOG_DEBUG, "writev() failed: %s", strerror(errno));
+            sc_conn_free(c);
+            return -1;
+        }
+        wr = 0;
+    }
+    atomic_fetch_add_explicit(&w->slot->bytes_sent, (uint64_t)wr, RELAXED);
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)wr >= fs[i]->len) {
+            wr -= (ssize_t)fs[i]->len;
+            atomic_fetch_add_explicit(&w->slot->messages_sent, 1, RELAXED);
+            continue;
+        }
+        /* what the socket did not take waits for it */
+        if (enqueue(c, fs[i]) != 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        if (wr > 0) {
+            c->out_tail->off = (uint32_t)wr;
+            c->out_bytes -= (uint64_t)wr;
+            wr = 0;
+        }
+    }
+    if (c->out_head != NULL) {
+        want_write(c, true);
+    }
+    return 0;
+}
+
 void
 sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason)
 {

@@ -223,7 +223,16 @@ sub_drop(struct sc_worker *w, struct sc_sub *s)
     atomic_fetch_sub_explicit(&w->slot->subscriptions, 1, RELAXED);
     s->conn->nsubs--;
     if (e->nsubs == 0) {
-        wevent_drop(w, e);
+        if (w->batching) {
+            /* a batch may still point at e: free it after the batch */
+            if (!e->zombie) {
+                e->zombie = true;
+                e->znext = w->zombies;
+                w->zombies = e;
+            }
+        } else {
+            wevent_drop(w, e);
+        }
     }
     free(s);
 }
@@ -347,21 +356,95 @@ revoke_jti(struct sc_worker *w, const struct sc_ring_msg *m)
     }
 }
 
+/*
+ * Sends the batch's pending changes: for each event, its frames in order,
+ * to each subscriber in one writev (frames already in a subscriber's
+ * snapshot are left out).
+ */
+static void
+flush_pending(struct sc_worker *w)
+{
+    struct sc_frame *fs[2 * SC_WORKER_PEND_MAX];
+    int64_t vs[2 * SC_WORKER_PEND_MAX];
+
+    for (unsigned i = 0; i < w->npend; i++) {
+        struct sc_wevent *e = w->pend[i].ev;
+        size_t n = 0;
+        if (e == NULL) {
+            continue;
+        }
+        for (unsigned j = i; j < w->npend; j++) {
+            if (w->pend[j].ev != e) {
+                continue;
+            }
+            for (int k = 0; k < 2; k++) {
+                if (w->pend[j].f[k] != NULL) {
+                    fs[n] = w->pend[j].f[k];
+                    vs[n++] = w->pend[j].version;
+                }
+            }
+            w->pend[j].ev = NULL;
+        }
+        for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
+            struct sc_frame *mine[2 * SC_WORKER_PEND_MAX];
+            size_t m = 0;
+            next = s->ev_next;
+            for (size_t k = 0; k < n; k++) {
+                if (vs[k] > s->min_version) {
+                    mine[m++] = fs[k];
+                }
+            }
+            /* a client freed here takes only its own subscriptions;
+             * emptied events wait on the zombie list */
+            sc_conn_send_frames(s->conn, mine, m);
+        }
+    }
+    for (unsigned i = 0; i < w->npend; i++) {
+        sc_frame_release(w->pend[i].f[0]);
+        sc_frame_release(w->pend[i].f[1]);
+    }
+    w->npend = 0;
+}
+
+/* Queues one change of e into the batch. */
+static void
+add_pending(struct sc_worker *w, struct sc_wevent *e,
+            const struct sc_ring_msg *m)
+{
+    struct sc_pending *p;
+
+    if (w->npend == SC_WORKER_PEND_MAX) {
+        flush_pending(w);
+    }
+    p = &w->pend[w->npend];
+    p->ev = e;
+    p->version = m->version;
+    p->f[0] = NULL;
+    if (m->update_off > 0 && m->update_off <= m->frame_len) {
+        p->f[0] = sc_frame_new(m->frame, m->update_off, 0);
+    }
+    p->f[1] = sc_frame_new(m->frame + m->update_off,
+                           (size_t)(m->frame_len - m->update_off),
+                           m->event_id);
+    w->npend++;
+}
+
 static void
 deliver(struct sc_worker *w, const struct sc_ring_msg *m)
 {
     struct sc_wevent *e;
-    struct sc_frame *f;
 
     if (m->kind == SC_CHANGE_TOKEN_REVOKED) {
+        flush_pending(w); /* what came before the revocation goes first */
         revoke_jti(w, m);
         return;
     }
     e = wevent_find(w, m->event_id);
-    if (e == NULL) {
+    if (e == NULL || e->zombie) {
         return;
     }
     if (m->kind == SC_CHANGE_EVENT_DELETED) {
+        flush_pending(w);
         deliver_deleted(w, e);
         return;
     }
@@ -374,22 +457,20 @@ deliver(struct sc_worker *w, const struct sc_ring_msg *m)
     if (m->commit_ms > 0) {
         record_latency(w, m->commit_ms);
     }
-    if (m->update_off > 0 && m->update_off <= m->frame_len) {
-        f = sc_frame_new(m->frame, m->update_off, 0);
-        if (f != NULL) {
-            fanout(e, f, m->version);
-            sc_frame_release(f);
+    add_pending(w, e, m);
+}
+
+/* Frees the events left without subscribers during the batch. */
+static void
+bury_zombies(struct sc_worker *w)
+{
+    while (w->zombies != NULL) {
+        struct sc_wevent *e = w->zombies;
+        w->zombies = e->znext;
+        e->zombie = false;
+        if (e->nsubs == 0) {
+            wevent_drop(w, e);
         }
-        e = wevent_find(w, m->event_id);
-        if (e == NULL) {
-            return;
-        }
-    }
-    f = sc_frame_new(m->frame + m->update_off,
-                     (size_t)(m->frame_len - m->update_off), m->event_id);
-    if (f != NULL) {
-        fanout(e, f, m->version);
-        sc_frame_release(f);
     }
 }
 
@@ -444,6 +525,7 @@ drain_ring(struct sc_worker *w)
             break;
         }
         if (rc < 0) {
+            flush_pending(w);
             resync(w);
             break;
         }
@@ -452,8 +534,10 @@ drain_ring(struct sc_worker *w)
             deliver(w, &m);
         }
     }
+    flush_pending(w);
     atomic_store_explicit(&w->slot->ring_seq, w->ring_seq, RELAXED);
     w->batching = false;
+    bury_zombies(w);
     /* one write per socket per batch */
     while (w->dirty != NULL) {
         struct sc_conn *c = w->dirty;
