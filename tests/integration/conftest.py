@@ -24,7 +24,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server import Seatcast, seatcast_bin as _seatcast_bin  # noqa: E402
+from pg import booking_cluster  # noqa: E402
+from server import ROOT, Seatcast, seatcast_bin as _seatcast_bin  # noqa: E402
 
 DEFAULT_DEADLINE = 300
 
@@ -99,3 +100,10 @@ def make_server(tmp_path, seatcast_bin):
                                                     srv.log_tail(30)))
     if problems:
         pytest.fail("teardown: " + "; ".join(problems))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A PostgreSQL cluster for the module, with the booking schema as the
+    template database pg.BOOKING_TEMPLATE."""
+    yield from booking_cluster(ROOT)

@@ -422,3 +422,24 @@ class PgCluster:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+# The booking schema as a template database: a module-scoped fixture
+# (conftest.py `cluster`) makes it once, and each test clones a fresh
+# database from it with createdb(name, template=BOOKING_TEMPLATE).
+BOOKING_TEMPLATE = "booking_tpl"
+
+
+def booking_cluster(root):
+    """Generator for a fixture: a started PgCluster holding
+    BOOKING_TEMPLATE (sql/schema.sql then sql/notify.sql); cleaned up
+    after the last test that used it."""
+    pg = PgCluster()
+    try:
+        pg.start()
+        pg.createdb(BOOKING_TEMPLATE)
+        for name in ("schema.sql", "notify.sql"):
+            pg.psql_file(os.path.join(root, "sql", name), db=BOOKING_TEMPLATE)
+        yield pg
+    finally:
+        pg.cleanup()

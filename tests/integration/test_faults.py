@@ -75,7 +75,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import (BookingDb, Client, PsqlSession,  # noqa: E402
                      metrics, workers_of)
-from pg import PgCluster  # noqa: E402
+from pg import BOOKING_TEMPLATE  # noqa: E402
 from rawws import (OP_CLOSE, OP_TEXT, RawWs, close_info,  # noqa: E402
                    encode_frame, parse_frames, ws_request)
 from server import (ROOT, async_wait_for, free_port, pid_alive,  # noqa: E402
@@ -83,25 +83,12 @@ from server import (ROOT, async_wait_for, free_port, pid_alive,  # noqa: E402
 
 SCHEMA = os.path.join(ROOT, "sql", "schema.sql")
 NOTIFY = os.path.join(ROOT, "sql", "notify.sql")
-TEMPLATE = "faults_tpl"
+TEMPLATE = BOOKING_TEMPLATE  # made by the conftest fixture `cluster`
 LISTENER_APP = "seatcast listener"
 
 
 # ------------------------------------------------------------------ #
 # Fixtures and helpers                                                 #
-
-@pytest.fixture(scope="module")
-def cluster():
-    pg = PgCluster()
-    try:
-        pg.start()
-        pg.createdb(TEMPLATE)
-        pg.psql_file(SCHEMA, db=TEMPLATE)
-        pg.psql_file(NOTIFY, db=TEMPLATE)
-        yield pg
-    finally:
-        pg.cleanup()
-
 
 _dbs = [0]
 

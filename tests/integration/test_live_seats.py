@@ -36,14 +36,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import (BookingDb, Client, NotifyTap, PsqlSession,  # noqa: E402
                      check_message, metrics, percentile, start_writers,
                      wait_writers, workers_of)
-from pg import PgCluster  # noqa: E402
+from pg import BOOKING_TEMPLATE  # noqa: E402
 from server import async_wait_for, pid_alive, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "sql", "schema.sql")
 NOTIFY = os.path.join(ROOT, "sql", "notify.sql")
-TEMPLATE = "live_tpl"
+TEMPLATE = BOOKING_TEMPLATE  # made by the conftest fixture `cluster`
 
 K_HELLO = ["type", "clientId", "timestamp"]
 K_HELLO_EV = ["type", "clientId", "eventId", "timestamp"]
@@ -58,19 +58,6 @@ PRIVATE = {"bookingId", "userId", "booking_id", "user_id", "user", "sub"}
 
 # ------------------------------------------------------------------ #
 # Fixtures and helpers                                                 #
-
-@pytest.fixture(scope="module")
-def cluster():
-    pg = PgCluster()
-    try:
-        pg.start()
-        pg.createdb(TEMPLATE)
-        pg.psql_file(SCHEMA, db=TEMPLATE)
-        pg.psql_file(NOTIFY, db=TEMPLATE)
-        yield pg
-    finally:
-        pg.cleanup()
-
 
 _counter = [0]
 

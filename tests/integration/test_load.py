@@ -48,26 +48,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import BookingDb, metrics, percentile  # noqa: E402
-from pg import PgCluster  # noqa: E402
+from pg import BOOKING_TEMPLATE  # noqa: E402
 from rawws import OP_TEXT, RawWs, Swarm, ws_request  # noqa: E402
 from server import ROOT, wait_for  # noqa: E402
 
 SCHEMA = os.path.join(ROOT, "sql", "schema.sql")
 NOTIFY = os.path.join(ROOT, "sql", "notify.sql")
-TEMPLATE = "load_tpl"
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    pg = PgCluster()
-    try:
-        pg.start()
-        pg.createdb(TEMPLATE)
-        pg.psql_file(SCHEMA, db=TEMPLATE)
-        pg.psql_file(NOTIFY, db=TEMPLATE)
-        yield pg
-    finally:
-        pg.cleanup()
+TEMPLATE = BOOKING_TEMPLATE  # made by the conftest fixture `cluster`
 
 
 _dbs = [0]

@@ -26,31 +26,18 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pg import PgCluster  # noqa: E402
+from pg import BOOKING_TEMPLATE  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "sql", "schema.sql")
 NOTIFY = os.path.join(ROOT, "sql", "notify.sql")
-TEMPLATE = "seatcast_tpl"
+TEMPLATE = BOOKING_TEMPLATE  # made by the conftest fixture `cluster`
 
 SEAT_KEYS = ["type", "eventId", "availableSeats", "seatCapacity", "version",
              "ts"]
 NOTIFY_RE = re.compile(r'^Asynchronous notification "([^"]*)" with payload '
                        r'"(.*)" received from server process with PID \d+\.$')
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    pg = PgCluster()
-    try:
-        pg.start()
-        pg.createdb(TEMPLATE)
-        pg.psql_file(SCHEMA, db=TEMPLATE)
-        pg.psql_file(NOTIFY, db=TEMPLATE)
-        yield pg
-    finally:
-        pg.cleanup()
 
 
 _db_counter = [0]
