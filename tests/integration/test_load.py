@@ -406,6 +406,9 @@ def test_connection_churn_leaves_no_fd_memory_or_registry_count_behind(
         assert fds1 == fds0
         assert st1["totals"]["worker_restarts"] == 0
         assert st1["totals"]["accept_drops"] == st0["totals"]["accept_drops"]
-        assert grew < 8 * 1024, "server memory grew by %d KiB" % grew
+        # the sanitizer build keeps freed memory in quarantine on purpose
+        # (its leak check at exit is what holds it to account there)
+        if os.environ.get("SEATCAST_SANITIZED") != "1":
+            assert grew < 8 * 1024, "server memory grew by %d KiB" % grew
     finally:
         swarm.close_all()
