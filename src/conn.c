@@ -46,6 +46,7 @@
 #define CLOSE_WAIT_MS 2000  /* peer's close frame after ours */
 #define FLUSH_WAIT_MS 5000  /* last bytes of a closing connection */
 #define LINGER_MS 2000      /* reading the peer's leftovers after that */
+#define SNDBUF_MAX (128 * 1024) /* kernel send buffer per client */
 #define READS_PER_EVENT 4   /* fairness between connections */
 #define IOV_MAX_BATCH 64
 
@@ -142,6 +143,14 @@ sc_conn_new(struct sc_worker *w, int fd)
         /* small messages that must leave at once */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    /* bound what the kernel holds for a client that stops reading (its
+     * autotuned buffer grows to megabytes): a burst of bookings is a few
+     * KiB per client, and past this seatcast's own queue and
+     * --send-buffer-limit take over */
+    int sndbuf = w->cfg->send_buffer_limit < SNDBUF_MAX
+                     ? (int)w->cfg->send_buffer_limit
+                     : SNDBUF_MAX;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     sc_ws_parser_init(&c->parser, w->cfg->max_message_size);
     event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, on_event, c);
     if (event_add(&c->ev, NULL) != 0) {
