@@ -853,6 +853,16 @@ sc_registry_repair_worker(struct sc_registry *reg, unsigned w)
     FOLD(bytes_sent);
     FOLD(messages_received);
     FOLD(connections_total);
+    FOLD(slow_consumers);
+    FOLD(rate_limited);
+    FOLD(resyncs);
+    FOLD(lat_count);
+    FOLD(lat_sum_us);
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        atomic_fetch_add_explicit(&h->retired_lat_buckets[i],
+                                  atomic_exchange(&s->lat_buckets[i], 0),
+                                  RELAXED);
+    }
     atomic_store(&s->connections, 0);
     atomic_store(&s->clients, 0);
     atomic_store(&s->subscriptions, 0);
@@ -958,6 +968,9 @@ sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t)
     t->bytes_sent = atomic_load(&m->retired_bytes_sent);
     t->messages_received = atomic_load(&m->retired_messages_received);
     t->connections_total = atomic_load(&m->retired_connections_total);
+    t->slow_consumers = atomic_load(&m->retired_slow_consumers);
+    t->rate_limited = atomic_load(&m->retired_rate_limited);
+    t->resyncs = atomic_load(&m->retired_resyncs);
     for (unsigned w = 0; w < h->nworkers; w++) {
         struct sc_worker_slot *s = sc_registry_worker(reg, w);
         if (atomic_load(&s->state) == SC_STATE_RUNNING) {

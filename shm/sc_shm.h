@@ -64,13 +64,14 @@
 #include <stdint.h>
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 3u
+#define SC_SHM_VERSION 4u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
 #define SC_SHM_FRAME_MAX 440u /* encoded frames carried by one ring slot */
 #define SC_SHM_JTI_MAX 128
 #define SC_SHM_REVOKED_SLOTS 65536u
+#define SC_LAT_BUCKETS_MAX 12 /* = SC_LAT_BUCKETS, below */
 
 /* worker and listener states */
 enum sc_proc_state {
@@ -148,6 +149,12 @@ struct sc_shm_header {
     _Atomic uint64_t retired_bytes_sent;
     _Atomic uint64_t retired_messages_received;
     _Atomic uint64_t retired_connections_total;
+    _Atomic uint64_t retired_slow_consumers;
+    _Atomic uint64_t retired_rate_limited;
+    _Atomic uint64_t retired_resyncs;
+    _Atomic uint64_t retired_lat_count;
+    _Atomic uint64_t retired_lat_sum_us;
+    _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS_MAX];
     _Atomic uint64_t worker_restarts; /* master */
     _Atomic uint64_t listener_restarts; /* master */
     _Atomic uint64_t accept_drops;    /* master: fds closed, all full */
@@ -237,7 +244,8 @@ struct sc_user_entry {
     _Atomic uint32_t per[]; /* per worker */
 };
 
-_Static_assert(sizeof(struct sc_shm_header) <= 640, "header size");
+_Static_assert(sizeof(struct sc_shm_header) <= 832, "header size");
+_Static_assert(SC_LAT_BUCKETS == SC_LAT_BUCKETS_MAX, "latency buckets");
 _Static_assert(sizeof(struct sc_worker_slot) <= 512, "worker slot size");
 _Static_assert(sizeof(struct sc_event_entry) == 40, "event entry size");
 _Static_assert(sizeof(struct sc_ring_slot) % 8 == 0, "ring slot alignment");

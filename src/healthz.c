@@ -91,9 +91,16 @@ per_worker(FILE *f, const struct sc_registry *reg, const char *name,
 static void
 latency(FILE *f, const struct sc_registry *reg)
 {
-    uint64_t b[SC_LAT_BUCKETS] = {0}, count = 0, sum_us = 0, cum = 0;
+    struct sc_shm_header *h = reg->hdr;
+    uint64_t b[SC_LAT_BUCKETS] = {0}, cum = 0;
+    uint64_t count = LOAD(h->retired_lat_count);
+    uint64_t sum_us = LOAD(h->retired_lat_sum_us);
     const char *n = "seatcast_delivery_latency_seconds";
 
+    /* dead workers' share, folded in by the master, keeps it monotonic */
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        b[i] = LOAD(h->retired_lat_buckets[i]);
+    }
     for (unsigned w = 0; w < reg->hdr->nworkers; w++) {
         struct sc_worker_slot *s = sc_registry_worker(reg, w);
         for (int i = 0; i < SC_LAT_BUCKETS; i++) {
