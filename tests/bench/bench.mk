@@ -29,19 +29,9 @@ $(BENCH_DIR)/loadgen: $(BENCH_SRC) $(BENCH_HDR) tests/bench/bench.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -o $@ $(BENCH_SRC) $(BENCH_LIBS)
 
-# The same check as the top Makefile's deps, for the bench's packages.
+# The top Makefile's deps check, for the bench's packages.
 bench-deps:
-	@missing=""; for p in $(BENCH_DEB); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
-	        grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "bench-deps: installing Debian packages:$$missing"; \
-	    SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	        --no-install-recommends $$missing; \
-	fi
+	@$(MAKE) --no-print-directory deps DEB_ALL="$(BENCH_DEB)"
 
 bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DRIVER) --n "$(BENCH_N)" $(BENCH_ARGS)
