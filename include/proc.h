@@ -30,6 +30,14 @@ int sc_proc_child_init(pid_t master);
 /* Writes "PID\n" to path atomically (temp file + rename). 0 or -1. */
 int sc_proc_write_pid_file(const char *path, pid_t pid);
 
+/*
+ * Raises the soft limit on open files to the hard limit (as nginx's
+ * worker_rlimit_nofile would): every connection is a descriptor, and the
+ * usual soft limit of 1024 is far below what a worker holds.  Logs the
+ * limit in force.
+ */
+void sc_proc_raise_nofile(void);
+
 /* Number of online CPUs, at least 1. */
 int sc_proc_ncpu(void);
 

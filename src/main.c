@@ -86,6 +86,7 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
         return 0;
     }
     sc_log_init(cfg->log_level, cfg->log_format == SC_LOG_FORMAT_JSON);
+    sc_proc_raise_nofile();
     sc_proc_title_init(argc, argv);
     status = sc_master_run(cfg, &keys, argc, args);
     sc_jwt_keys_free(keys); /* NULL once the master has freed them */

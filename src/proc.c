@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include "log.h"
 
 extern char **environ;
 
@@ -125,6 +128,28 @@ sc_proc_write_pid_file(const char *path, pid_t pid)
         return -1;
     }
     return 0;
+}
+
+void
+sc_proc_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            sc_log(SC_LOG_WARN, "could not raise the open file limit from "
+                   "%llu to %llu: %s", (unsigned long long)was,
+                   (unsigned long long)rl.rlim_max, strerror(errno));
+            return;
+        }
+    }
+    sc_log(SC_LOG_DEBUG, "open file limit: %llu per process",
+           (unsigned long long)rl.rlim_cur);
 }
 
 int
