@@ -71,6 +71,8 @@ enum sc_conn_phase {
 struct sc_conn {
     struct sc_conn *prev, *next; /* worker's list of connections */
     struct sc_conn *dirty_next;  /* worker's flush list */
+    struct sc_conn *wprev, *wnext; /* worker's timer wheel slot */
+    uint64_t due_s;              /* wheel second it waits in; 0: none */
     struct sc_worker *w;
     struct event ev; /* read, plus write while output is pending */
     int fd;          /* owned */
@@ -122,11 +124,25 @@ int sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f);
 int sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs,
                         size_t n);
 
-/* Starts the closing handshake with code and reason (RFC 6455 7.1.2). */
-void sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason);
+/* Starts the closing handshake with code and reason (RFC 6455 7.1.2).
+ * Returns -1 if the connection was freed (the socket failed). */
+int sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason);
 
-/* Once a second: timeouts and pings.  May free c. */
-void sc_conn_tick(struct sc_conn *c, uint64_t now);
+/*
+ * When the connection's timer is due: timeouts, pings, token expiry.
+ * Returns -1 if it freed c, else 0 (the caller reschedules c).
+ */
+int sc_conn_tick(struct sc_conn *c, uint64_t now);
+
+/*
+ * Files c in the worker's timer wheel at the second of its next deadline
+ * (handshake, ping, silence, token expiry, close).  Called whenever a
+ * deadline moves earlier; a later one is found when the slot comes up.
+ */
+void sc_conn_schedule(struct sc_conn *c);
+
+/* Takes c out of the wheel (before it is freed or re-filed). */
+void sc_conn_unschedule(struct sc_conn *c);
 
 /* Writes what is queued; called at the end of a broadcast batch. */
 void sc_conn_flush(struct sc_conn *c);

@@ -28,6 +28,7 @@ struct event;
 #define SC_WORKER_SCRATCH 65536
 #define SC_WORKER_FREE_Q_MAX 65536 /* recycled output queue nodes kept */
 #define SC_WORKER_PEND_MAX 128     /* changes grouped per broadcast batch */
+#define SC_WHEEL_SLOTS 64          /* timer wheel: one slot per second */
 
 struct sc_frame;
 
@@ -71,6 +72,8 @@ struct sc_worker {
     struct sc_pending pend[SC_WORKER_PEND_MAX]; /* this batch's changes */
     unsigned npend;
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
+    struct sc_conn *wheel[SC_WHEEL_SLOTS]; /* connections by due second */
+    uint64_t wheel_s;          /* last second the wheel has handled */
     struct sc_outq *free_q; /* recycled queue nodes, owned */
     uint32_t nfree_q;
     bool batching;         /* queue only; flush at the end of a batch */

@@ -113,6 +113,80 @@ outq_put(struct sc_worker *w, struct sc_outq *q)
 }
 
 /* ------------------------------------------------------------------ */
+/* Timer wheel                                                          */
+
+/* Monotonic ms of the connection's next deadline. */
+static uint64_t
+next_due_ms(const struct sc_conn *c)
+{
+    const struct sc_config *cfg = c->w->cfg;
+    uint64_t ping_ms = (uint64_t)cfg->ping_interval * 1000, due;
+
+    switch (c->phase) {
+    case SC_CONN_HTTP:
+        return c->created_ms + (uint64_t)cfg->handshake_timeout * 1000;
+    case SC_CONN_WS:
+        due = c->deadline_ms; /* next ping */
+        if (c->last_rx_ms + 2 * ping_ms < due) {
+            due = c->last_rx_ms + 2 * ping_ms;
+        }
+        if (c->exp != 0) {
+            int64_t left = (c->exp + cfg->jwt_leeway) * 1000 -
+                           (int64_t)sc_wall_ms();
+            uint64_t at = sc_mono_ms() + (left > 0 ? (uint64_t)left : 0);
+            if (at < due) {
+                due = at;
+            }
+        }
+        return due;
+    default:
+        return c->deadline_ms;
+    }
+}
+
+void
+sc_conn_unschedule(struct sc_conn *c)
+{
+    struct sc_worker *w = c->w;
+
+    if (c->due_s == 0) {
+        return;
+    }
+    if (c->wprev != NULL) {
+        c->wprev->wnext = c->wnext;
+    } else {
+        w->wheel[c->due_s % SC_WHEEL_SLOTS] = c->wnext;
+    }
+    if (c->wnext != NULL) {
+        c->wnext->wprev = c->wprev;
+    }
+    c->wprev = c->wnext = NULL;
+    c->due_s = 0;
+}
+
+void
+sc_conn_schedule(struct sc_conn *c)
+{
+    struct sc_worker *w = c->w;
+    uint64_t s = next_due_ms(c) / 1000;
+    struct sc_conn **slot;
+
+    /* never a second the wheel has already handled */
+    if (s <= w->wheel_s) {
+        s = w->wheel_s + 1;
+    }
+    sc_conn_unschedule(c);
+    slot = &w->wheel[s % SC_WHEEL_SLOTS];
+    c->due_s = s;
+    c->wprev = NULL;
+    c->wnext = *slot;
+    if (*slot != NULL) {
+        (*slot)->wprev = c;
+    }
+    *slot = c;
+}
+
+/* ------------------------------------------------------------------ */
 /* Lifecycle                                                            */
 
 struct sc_conn *
@@ -160,6 +234,7 @@ sc_conn_new(struct sc_worker *w, int fd)
         return NULL;
     }
     sc_worker_conn_added(w, c);
+    sc_conn_schedule(c);
     return c;
 }
 
@@ -203,6 +278,7 @@ sc_conn_free(struct sc_conn *c)
     }
     w = c->w;
     event_del(&c->ev);
+    sc_conn_unschedule(c);
     dirty_remove(c);
     sc_worker_unsubscribe_all(w, c);
     if (c->flags & SC_CONN_AUTHED) {
@@ -301,6 +377,7 @@ flush_queue(struct sc_conn *c)
         }
         c->phase = SC_CONN_LINGER;
         c->deadline_ms = sc_mono_ms() + LINGER_MS;
+        sc_conn_schedule(c);
     }
     return 0;
 }
@@ -424,6 +501,7 @@ slow_consumer(struct sc_conn *c)
     n = sc_ws_close_frame(buf, sizeof(buf), 1008, "Slow consumer");
     c->phase = SC_CONN_FLUSH;
     c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
+    sc_conn_schedule(c);
     if (n > 0) {
         send_bytes(c, buf, (size_t)n);
     }
@@ -532,22 +610,21 @@ sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
     return 0;
 }
 
-void
+int
 sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason)
 {
     uint8_t buf[SC_WS_CONTROL_MAX + SC_WS_HEADER_MAX];
     long n;
 
     if (c->phase != SC_CONN_WS) {
-        return;
+        return 0;
     }
     sc_worker_unsubscribe_all(c->w, c);
     n = sc_ws_close_frame(buf, sizeof(buf), code, reason);
     c->phase = SC_CONN_CLOSING;
     c->deadline_ms = sc_mono_ms() + CLOSE_WAIT_MS;
-    if (n > 0) {
-        send_bytes(c, buf, (size_t)n);
-    }
+    sc_conn_schedule(c);
+    return n > 0 ? send_bytes(c, buf, (size_t)n) : 0;
 }
 
 /* Answers and closes: the HTTP response or a final close echo. */
@@ -556,6 +633,7 @@ finish_with(struct sc_conn *c, const void *data, size_t len)
 {
     c->phase = SC_CONN_FLUSH;
     c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
+    sc_conn_schedule(c);
     send_bytes(c, data, len);
 }
 
@@ -809,8 +887,7 @@ handle_message(struct sc_conn *c, const uint8_t *data, size_t len)
         } else if (now - c->flood_since_ms >= 2000) {
             sc_log(SC_LOG_WARN, "closing a client still flooding after 2 s "
                    "of rate_limited errors");
-            sc_conn_close_ws(c, 1008, "Rate limit exceeded");
-            return 0;
+            return sc_conn_close_ws(c, 1008, "Rate limit exceeded");
         }
         return send_error(c, SC_PERR_RATE_LIMITED, 0);
     }
@@ -1048,8 +1125,9 @@ authenticate(struct sc_conn *c, const struct sc_handshake *hs,
     return NULL;
 }
 
-/* Upgrade done, token valid: count the client and greet it. */
-static void
+/* Upgrade done, token valid: count the client and greet it.  Returns -1
+ * if c was freed (its socket failed). */
+static int
 start_session(struct sc_conn *c, const struct sc_handshake *hs,
               struct sc_jwt_claims *cl, const char *addr)
 {
@@ -1065,6 +1143,7 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
     c->nallowed = (uint32_t)cl->nevents;
     cl->events = NULL; /* now the connection's */
     c->deadline_ms = sc_mono_ms() + (uint64_t)w->cfg->ping_interval * 1000;
+    sc_conn_schedule(c); /* now also the token's expiry */
     atomic_fetch_add_explicit(&w->slot->clients, 1, RELAXED);
     sc_proto_client_id(cid, sizeof(cid), sc_wall_ms(), sc_worker_random(w));
     if (hs->route == SC_ROUTE_WS_EVENT) {
@@ -1079,11 +1158,12 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
                       msg, sizeof(msg), cid,
                       hs->route == SC_ROUTE_WS_EVENT ? hs->event_id : 0,
                       sc_wall_ms())) != 0) {
-        return;
+        return -1;
     }
     if (hs->route == SC_ROUTE_WS_EVENT) {
-        subscribe(c, hs->event_id, true);
+        return subscribe(c, hs->event_id, true) < 0 ? -1 : 0;
     }
+    return 0;
 }
 
 /* --max-connections counts clients of every worker. */
@@ -1161,21 +1241,21 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req,
             sc_log(SC_LOG_WARN, "refused user %s from %s: too many "
                    "connections", claims.user, addr);
             sc_jwt_claims_fini(&claims);
-            sc_conn_close_ws(c, 1008, "Too many connections");
-            return 1;
+            return sc_conn_close_ws(c, 1008, "Too many connections") < 0
+                       ? -1
+                       : 1;
         }
     }
     if (fail != NULL) {
         atomic_fetch_add_explicit(&w->slot->auth_failures, 1, RELAXED);
         sc_log(SC_LOG_WARN, "authentication failed for %s: %s", addr, why);
         sc_jwt_claims_fini(&claims);
-        sc_conn_close_ws(c, 1008, fail);
-        return 1;
+        return sc_conn_close_ws(c, 1008, fail) < 0 ? -1 : 1;
     }
     (void)head_len;
-    start_session(c, &hs, &claims, addr);
+    int rc = start_session(c, &hs, &claims, addr);
     sc_jwt_claims_fini(&claims);
-    return 0;
+    return rc;
 }
 
 /* Bytes of the request head.  Returns -1 if c was freed. */
@@ -1295,7 +1375,7 @@ on_event(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void
+int
 sc_conn_tick(struct sc_conn *c, uint64_t now)
 {
     const struct sc_config *cfg = c->w->cfg;
@@ -1306,15 +1386,17 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         if (now - c->created_ms >= (uint64_t)cfg->handshake_timeout * 1000) {
             sc_log(SC_LOG_DEBUG, "handshake timeout");
             sc_conn_free(c);
+            return -1;
         }
-        return;
+        return 0;
     case SC_CONN_CLOSING:
     case SC_CONN_FLUSH:
     case SC_CONN_LINGER:
         if (now >= c->deadline_ms) {
             sc_conn_free(c);
+            return -1;
         }
-        return;
+        return 0;
     default:
         break;
     }
@@ -1322,18 +1404,18 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         sc_log(SC_LOG_INFO, "dropping a client silent for %llu s",
                (unsigned long long)((now - c->last_rx_ms) / 1000));
         sc_conn_free(c);
-        return;
+        return -1;
     }
     if (c->exp != 0 &&
         (int64_t)(sc_wall_ms() / 1000) >= c->exp + cfg->jwt_leeway) {
-        sc_conn_close_ws(c, 1008, "Token expired");
-        return;
+        return sc_conn_close_ws(c, 1008, "Token expired");
     }
     /* the tick runs once a second: half a tick early is on time, or a
      * 1 s interval would ping every other tick */
     if (now + 500 >= c->deadline_ms) {
         uint8_t ping[2] = {0x89, 0x00};
         c->deadline_ms = now + ping_ms;
-        send_bytes(c, ping, sizeof(ping));
+        return send_bytes(c, ping, sizeof(ping));
     }
+    return 0;
 }

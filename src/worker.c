@@ -597,12 +597,55 @@ on_channel(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * Handles the wheel's slots up to the current second: each connection
+ * filed there is checked (if its second has come: a slot also holds
+ * connections due a lap later) and filed again at its next deadline.  A
+ * connection costs nothing between its deadlines.
+ */
+static void
+run_wheel(struct sc_worker *w, uint64_t now)
+{
+    uint64_t now_s = now / 1000;
+
+    if (w->wheel_s == 0 || now_s - w->wheel_s > SC_WHEEL_SLOTS) {
+        w->wheel_s = now_s > SC_WHEEL_SLOTS ? now_s - SC_WHEEL_SLOTS : 0;
+    }
+    while (w->wheel_s < now_s) {
+        uint64_t s = ++w->wheel_s;
+        struct sc_conn *c = w->wheel[s % SC_WHEEL_SLOTS], *next;
+        /* take the slot's list: checked connections are filed again,
+         * never into this slot (wheel_s is already s) */
+        w->wheel[s % SC_WHEEL_SLOTS] = NULL;
+        for (; c != NULL; c = next) {
+            next = c->wnext;
+            c->wprev = c->wnext = NULL;
+            if (c->due_s > s) {
+                uint64_t due = c->due_s;
+                /* a lap later: back into its slot */
+                c->due_s = 0;
+                struct sc_conn **slot = &w->wheel[due % SC_WHEEL_SLOTS];
+                c->due_s = due;
+                c->wnext = *slot;
+                if (*slot != NULL) {
+                    (*slot)->wprev = c;
+                }
+                *slot = c;
+                continue;
+            }
+            c->due_s = 0;
+            if (sc_conn_tick(c, now) == 0) {
+                sc_conn_schedule(c);
+            }
+        }
+    }
+}
+
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sc_worker *w = arg;
     uint64_t now = sc_mono_ms();
-    struct sc_conn *c, *next;
 
     (void)fd;
     (void)what;
@@ -614,10 +657,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     drain_ring(w);
-    for (c = w->conns; c != NULL; c = next) {
-        next = c->next;
-        sc_conn_tick(c, now);
-    }
+    run_wheel(w, now);
 }
 
 static void
