@@ -49,6 +49,7 @@
 #define RESPAWN_MAX_MS 5000
 #define YOUNG_DEATH_MS 2000
 #define AUDIT_INTERVAL_MS 2000
+#define HOLD_MAX_MS 10000
 
 struct child {
     pid_t pid;           /* 0 when not running */
@@ -76,6 +77,9 @@ struct master {
     bool stopping;
     uint64_t stop_deadline;
     uint64_t next_audit; /* monotonic ms */
+    int held_fd;         /* accepted, every channel full: waits, owned */
+    size_t held_listen;
+    uint64_t held_since; /* monotonic ms */
     pid_t self;
 };
 
@@ -237,6 +241,9 @@ child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
         if (m->lfd[i] >= 0) {
             close(m->lfd[i]);
         }
+    }
+    if (m->held_fd >= 0) {
+        close(m->held_fd);
     }
     for (unsigned w = 0; w < m->nworkers; w++) {
         if (m->workers[w].chan >= 0) {
@@ -544,12 +551,35 @@ accept_on(struct master *m, size_t i)
         atomic_fetch_add_explicit(&m->reg.hdr->accepted_total, 1,
                                   memory_order_relaxed);
         if (dispatch(m, fd, i) != 0) {
-            atomic_fetch_add_explicit(&m->reg.hdr->accept_drops, 1,
-                                      memory_order_relaxed);
-            sc_log(SC_LOG_WARN, "no worker could take a new connection; "
-                   "closed it");
+            /* every channel is full (a channel queues only a few
+             * messages): hold this one and stop accepting until a worker
+             * takes it, so that a burst waits in the listen backlog
+             * instead of being dropped */
+            m->held_fd = fd;
+            m->held_listen = i;
+            m->held_since = sc_mono_ms();
+            return;
         }
         close(fd);
+    }
+}
+
+/* Retries the held connection; gives up on it after HOLD_MAX_MS. */
+static void
+retry_held(struct master *m, uint64_t now)
+{
+    if (dispatch(m, m->held_fd, m->held_listen) == 0) {
+        close(m->held_fd);
+        m->held_fd = -1;
+        return;
+    }
+    if (now - m->held_since >= HOLD_MAX_MS) {
+        atomic_fetch_add_explicit(&m->reg.hdr->accept_drops, 1,
+                                  memory_order_relaxed);
+        sc_log(SC_LOG_WARN, "no worker took a new connection for %d ms; "
+               "closed it", HOLD_MAX_MS);
+        close(m->held_fd);
+        m->held_fd = -1;
     }
 }
 
@@ -568,6 +598,10 @@ begin_stop(struct master *m)
            "children", children_alive(m));
     atomic_store(&m->reg.hdr->shutting_down, 1);
     close_listeners(m);
+    if (m->held_fd >= 0) {
+        close(m->held_fd);
+        m->held_fd = -1;
+    }
     for (unsigned w = 0; w < m->nworkers; w++) {
         m->workers[w].respawn_at = 0;
     }
@@ -679,20 +713,31 @@ create_registry(struct master *m)
 static void
 master_loop(struct master *m, const sigset_t *orig)
 {
-    struct pollfd pfd[SC_CONFIG_MAX_LISTEN];
+    struct pollfd pfd[SC_CONFIG_MAX_LISTEN + SC_MAX_WORKERS];
 
     for (;;) {
         uint64_t now = sc_mono_ms();
-        nfds_t n = 0;
+        nfds_t n = 0, nl = 0;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
 
-        if (!m->stopping && now >= m->accept_paused_until) {
+        if (!m->stopping && m->held_fd >= 0) {
+            /* wait for room in a channel, not for new connections */
+            for (unsigned w = 0; w < m->nworkers; w++) {
+                if (m->workers[w].chan >= 0) {
+                    pfd[n].fd = m->workers[w].chan;
+                    pfd[n].events = POLLOUT;
+                    pfd[n].revents = 0;
+                    n++;
+                }
+            }
+        } else if (!m->stopping && now >= m->accept_paused_until) {
             for (size_t i = 0; i < m->nlisten; i++) {
                 pfd[n].fd = m->lfd[i];
                 pfd[n].events = POLLIN;
                 pfd[n].revents = 0;
                 n++;
             }
+            nl = n;
         }
         int rc = ppoll(pfd, n, &ts, orig);
         if (rc < 0 && errno != EINTR) {
@@ -725,7 +770,10 @@ master_loop(struct master *m, const sigset_t *orig)
             }
             continue;
         }
-        for (nfds_t i = 0; rc > 0 && i < n; i++) {
+        if (m->held_fd >= 0) {
+            retry_held(m, now);
+        }
+        for (nfds_t i = 0; rc > 0 && i < nl && m->held_fd < 0; i++) {
             if (pfd[i].revents & POLLIN) {
                 accept_on(m, i);
             }
@@ -758,6 +806,7 @@ sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
     m.self = getpid();
     m.nworkers = (unsigned)cfg->workers;
     m.listener.chan = -1;
+    m.held_fd = -1;
     for (unsigned w = 0; w < m.nworkers; w++) {
         m.workers[w].chan = -1;
         m.wake_fds[w] = -1;
