@@ -90,6 +90,39 @@ def test_tree_is_one_master_three_workers_one_listener(make_server):
 # ------------------------------------------------------------------ #
 # 2. Spread, and a worker killed with -9                               #
 
+@pytest.mark.deadline(60)
+def test_connection_burst_waits_for_busy_workers(make_server):
+    """A burst larger than the channels can queue (a SEQPACKET channel
+    holds only a few messages) while every worker is busy (stopped): the
+    master holds back and accepts again when a worker has room, so every
+    connection reaches a worker and none is dropped."""
+    BURST = 1500  # a channel queues a few hundred descriptors at most
+    srv = make_server(workers=2, args=["--handshake-timeout", "60"])
+    pids = srv.worker_pids()
+    socks = []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(BURST):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port),
+                                                  timeout=10))
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        st = wait_for(
+            lambda: (lambda s: s if s["totals"]["connections"] == BURST
+                     else None)(srv.stats()), 30,
+            "all %d connections to reach the workers" % BURST)
+        assert st["totals"]["accept_drops"] == 0, st["totals"]
+        print("%d connections accepted while the workers were stopped; "
+              "per worker: %s" % (BURST,
+                                  [w["connections"] for w in st["workers"]]))
+    finally:
+        for s in socks:
+            s.close()
+
+
 @pytest.mark.deadline(180)
 def test_300_connections_spread_and_killed_worker_is_repaired(
         make_server, record_property):
