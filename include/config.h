@@ -121,6 +121,13 @@ int sc_config_parse_listen(const char *text, struct sc_listen_addr *out,
 void sc_config_format_listen(const struct sc_listen_addr *a, char *out,
                              size_t outlen);
 
+/*
+ * True if the address `ip` (IPv4 or IPv6 text) lies in one of the
+ * --trusted-proxy blocks.  An address of one family never matches a block
+ * of the other.
+ */
+bool sc_config_proxy_trusted(const struct sc_config *cfg, const char *ip);
+
 /* The text of --help. */
 const char *sc_config_usage(void);
 

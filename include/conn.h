@@ -37,6 +37,10 @@ struct sc_frame {
 struct sc_frame *sc_frame_new(const void *data, size_t len, int64_t merge_id);
 void sc_frame_release(struct sc_frame *f); /* NULL-safe */
 
+/* A text frame carrying the n bytes of JSON, one reference; NULL if n < 0
+ * or out of memory. */
+struct sc_frame *sc_frame_text(const char *json, long n, int64_t merge_id);
+
 /* One queued output frame. */
 struct sc_outq {
     struct sc_outq *next;
@@ -94,7 +98,6 @@ struct sc_conn {
     uint64_t flood_since_ms;             /* first rate_limited, 0 none */
     uint64_t last_refused_ms;            /* last rate_limited */
     uint32_t rate_tokens;                /* in thousandths of a message */
-    uint32_t peer_ip;                    /* IPv4 for logs, 0 otherwise */
     uint64_t user_key;                   /* hash of the user id */
     int64_t exp;                         /* token expiry, 0 none */
     uint64_t jti_hash;                   /* 0 if the token has no jti */

@@ -8,15 +8,14 @@
 #include <stddef.h>
 
 struct sc_registry;
-struct sc_config;
 
 /*
  * {"status":"ok",...} with *status 200 when every worker runs and the
  * listener is connected to PostgreSQL; "degraded" with the reasons and
  * 503 otherwise.  Returns a malloc'd body (*len bytes) or NULL.
  */
-char *sc_healthz_body(const struct sc_registry *reg,
-                      const struct sc_config *cfg, int *status, size_t *len);
+char *sc_healthz_body(const struct sc_registry *reg, int *status,
+                      size_t *len);
 
 /* Prometheus text exposition 0.0.4; malloc'd (*len bytes) or NULL. */
 char *sc_metrics_body(const struct sc_registry *reg, size_t *len);

@@ -71,7 +71,8 @@
 #define SC_SHM_FRAME_MAX 440u /* encoded frames carried by one ring slot */
 #define SC_SHM_JTI_MAX 128
 #define SC_SHM_REVOKED_SLOTS 65536u
-#define SC_LAT_BUCKETS_MAX 12 /* = SC_LAT_BUCKETS, below */
+/* Latency histogram buckets (commit to socket); bounds in registry.h. */
+#define SC_LAT_BUCKETS 12
 
 /* worker and listener states */
 enum sc_proc_state {
@@ -154,15 +155,12 @@ struct sc_shm_header {
     _Atomic uint64_t retired_resyncs;
     _Atomic uint64_t retired_lat_count;
     _Atomic uint64_t retired_lat_sum_us;
-    _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS_MAX];
+    _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS];
     _Atomic uint64_t worker_restarts; /* master */
     _Atomic uint64_t listener_restarts; /* master */
     _Atomic uint64_t accept_drops;    /* master: fds closed, all full */
     _Atomic uint64_t accepted_total;  /* master */
 };
-
-/* Latency histogram buckets (commit to socket); bounds in registry.h. */
-#define SC_LAT_BUCKETS 12
 
 struct sc_worker_slot {
     _Atomic int32_t pid;
@@ -245,7 +243,6 @@ struct sc_user_entry {
 };
 
 _Static_assert(sizeof(struct sc_shm_header) <= 832, "header size");
-_Static_assert(SC_LAT_BUCKETS == SC_LAT_BUCKETS_MAX, "latency buckets");
 _Static_assert(sizeof(struct sc_worker_slot) <= 512, "worker slot size");
 _Static_assert(sizeof(struct sc_event_entry) == 40, "event entry size");
 _Static_assert(sizeof(struct sc_ring_slot) % 8 == 0, "ring slot alignment");

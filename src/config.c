@@ -560,46 +560,101 @@ check_origin(const char *v)
     return NULL;
 }
 
-/* An IPv4 or IPv6 address, optionally "/BITS" (0-32 or 0-128). */
+/*
+ * Parses "ADDR[/BITS]" (IPv4 or IPv6; BITS 0-32 or 0-128, default the
+ * whole address) into family, address bytes and prefix length.  Returns
+ * NULL, or why it is not one.  Shared by validation and matching, so that
+ * what --trusted-proxy accepts is what a peer is compared with.
+ */
 static const char *
-check_proxy(const char *v)
+parse_cidr(const char *v, int *family, unsigned char addr[16],
+           unsigned *bits)
 {
     static const char bad[] = "not an IP address or CIDR block";
-    char addr[64];
-    unsigned char buf[sizeof(struct in6_addr)];
+    char host[64];
     const char *slash = strchr(v, '/');
     size_t n = slash != NULL ? (size_t)(slash - v) : strlen(v);
-    unsigned bits = 0, maxbits;
+    unsigned maxbits;
     int ndigits = 0;
 
-    if (n >= sizeof(addr)) {
+    if (n >= sizeof(host)) {
         return bad;
     }
-    memcpy(addr, v, n);
-    addr[n] = '\0';
-    if (inet_pton(AF_INET, addr, buf) == 1) {
+    memcpy(host, v, n);
+    host[n] = '\0';
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, host, addr) == 1) {
+        *family = AF_INET;
         maxbits = 32;
-    } else if (inet_pton(AF_INET6, addr, buf) == 1) {
+    } else if (inet_pton(AF_INET6, host, addr) == 1) {
+        *family = AF_INET6;
         maxbits = 128;
     } else {
         return bad;
     }
+    *bits = maxbits;
     if (slash == NULL) {
         return NULL;
     }
+    *bits = 0;
     for (const char *p = slash + 1; *p != '\0'; p++, ndigits++) {
         if (!is_digit(*p) || ndigits == 3) {
             return bad;
         }
-        bits = bits * 10 + (unsigned)(*p - '0');
+        *bits = *bits * 10 + (unsigned)(*p - '0');
     }
     if (ndigits == 0) {
         return bad;
     }
-    if (bits > maxbits) {
+    if (*bits > maxbits) {
         return "prefix length out of range";
     }
     return NULL;
+}
+
+/* An IPv4 or IPv6 address, optionally "/BITS" (0-32 or 0-128). */
+static const char *
+check_proxy(const char *v)
+{
+    unsigned char addr[16];
+    unsigned bits;
+    int family;
+
+    return parse_cidr(v, &family, addr, &bits);
+}
+
+bool
+sc_config_proxy_trusted(const struct sc_config *cfg, const char *ip)
+{
+    unsigned char peer[16], net[16];
+    unsigned pbits, bits;
+    int pfam, fam;
+
+    if (strchr(ip, '/') != NULL ||
+        parse_cidr(ip, &pfam, peer, &pbits) != NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < cfg->ntrusted_proxy; i++) {
+        if (parse_cidr(cfg->trusted_proxy[i], &fam, net, &bits) != NULL ||
+            fam != pfam) {
+            continue;
+        }
+        unsigned b = bits;
+        size_t k = 0;
+        for (; b >= 8; b -= 8, k++) {
+            if (net[k] != peer[k]) {
+                break;
+            }
+        }
+        if (b >= 8) {
+            continue; /* a whole byte differed */
+        }
+        unsigned char mask = (unsigned char)(0xff << (8 - b));
+        if (b == 0 || (net[k] & mask) == (peer[k] & mask)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void

@@ -74,6 +74,29 @@ sc_frame_new(const void *data, size_t len, int64_t merge_id)
     return f;
 }
 
+struct sc_frame *
+sc_frame_text(const char *json, long n, int64_t merge_id)
+{
+    uint8_t hdr[SC_WS_HEADER_MAX];
+    struct sc_frame *f;
+    size_t hl;
+
+    if (n < 0 || (uint64_t)n > UINT32_MAX - sizeof(*f) - sizeof(hdr)) {
+        return NULL;
+    }
+    hl = sc_ws_frame_header(hdr, SC_WS_OP_TEXT, true, (uint64_t)n);
+    f = malloc(sizeof(*f) + hl + (size_t)n);
+    if (f == NULL) {
+        return NULL;
+    }
+    f->refs = 1;
+    f->len = (uint32_t)(hl + (size_t)n);
+    f->merge_id = merge_id;
+    memcpy(f->data, hdr, hl);
+    memcpy(f->data + hl, json, (size_t)n);
+    return f;
+}
+
 void
 sc_frame_release(struct sc_frame *f)
 {
@@ -193,8 +216,6 @@ struct sc_conn *
 sc_conn_new(struct sc_worker *w, int fd)
 {
     struct sc_conn *c = calloc(1, sizeof(*c));
-    struct sockaddr_storage ss;
-    socklen_t slen = sizeof(ss);
     int one = 1;
 
     if (c == NULL) {
@@ -209,14 +230,9 @@ sc_conn_new(struct sc_worker *w, int fd)
     c->last_rx_ms = c->created_ms;
     c->rate_ms = c->created_ms;
     c->rate_tokens = w->cfg->max_message_rate * 2000;
-    if (getpeername(fd, (struct sockaddr *)&ss, &slen) == 0 &&
-        ss.ss_family == AF_INET) {
-        c->peer_ip = ((struct sockaddr_in *)&ss)->sin_addr.s_addr;
-    }
-    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-        /* small messages that must leave at once */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
+    /* small messages that must leave at once (a unix socket refuses the
+     * option, which is harmless) */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* bound what the kernel holds for a client that stops reading (its
      * autotuned buffer grows to megabytes): a burst of bookings is a few
      * KiB per client, and past this seatcast's own queue and
@@ -433,11 +449,13 @@ enqueue(struct sc_conn *c, struct sc_frame *f)
     return 0;
 }
 
-/* Queues raw bytes as a private frame and writes unless batching. */
+/*
+ * Queues a frame of this connection's own (taking the caller's reference)
+ * and writes it unless the socket is full.  -1 if c was freed.
+ */
 static int
-send_bytes(struct sc_conn *c, const void *data, size_t len)
+send_private(struct sc_conn *c, struct sc_frame *f)
 {
-    struct sc_frame *f = sc_frame_new(data, len, 0);
     int rc;
 
     if (f == NULL) {
@@ -456,22 +474,21 @@ send_bytes(struct sc_conn *c, const void *data, size_t len)
     return flush_queue(c);
 }
 
-/* Sends one text frame with a JSON payload. */
+/* Queues raw bytes (an encoded frame, an HTTP response). */
+static int
+send_bytes(struct sc_conn *c, const void *data, size_t len)
+{
+    return send_private(c, sc_frame_new(data, len, 0));
+}
+
+/* Sends one text frame with a JSON payload of n bytes. */
 static int
 send_text(struct sc_conn *c, const char *json, long n)
 {
-    uint8_t buf[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
-    long fl;
-
     if (n < 0) {
         return 0; /* cannot happen with our encoders' sizes */
     }
-    fl = sc_ws_frame_encode(buf, sizeof(buf), SC_WS_OP_TEXT, json,
-                            (size_t)n);
-    if (fl < 0) {
-        return 0;
-    }
-    return send_bytes(c, buf, (size_t)fl);
+    return send_private(c, sc_frame_text(json, n, 0));
 }
 
 static void
@@ -640,62 +657,6 @@ finish_with(struct sc_conn *c, const void *data, size_t len)
 /* ------------------------------------------------------------------ */
 /* Peer address, for logs                                               */
 
-static bool
-ip_in_cidr(const char *spec, const struct in6_addr *addr6, bool v4,
-           uint32_t addr4)
-{
-    char host[64];
-    const char *slash = strchr(spec, '/');
-    size_t hl = slash ? (size_t)(slash - spec) : strlen(spec);
-    int bits;
-
-    if (hl >= sizeof(host)) {
-        return false;
-    }
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    if (v4) {
-        struct in_addr net;
-        if (inet_pton(AF_INET, host, &net) != 1) {
-            return false;
-        }
-        bits = slash ? atoi(slash + 1) : 32;
-        uint32_t mask = bits <= 0 ? 0 : 0xffffffffu << (32 - bits);
-        return (ntohl(net.s_addr) & mask) == (ntohl(addr4) & mask);
-    }
-    struct in6_addr net6;
-    if (inet_pton(AF_INET6, host, &net6) != 1) {
-        return false;
-    }
-    bits = slash ? atoi(slash + 1) : 128;
-    for (int i = 0; i < 16 && bits > 0; i++, bits -= 8) {
-        uint8_t m = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
-        if ((net6.s6_addr[i] & m) != (addr6->s6_addr[i] & m)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool
-addr_trusted(const struct sc_config *cfg, const char *ip)
-{
-    struct in6_addr a6;
-    struct in_addr a4;
-    bool v4 = inet_pton(AF_INET, ip, &a4) == 1;
-
-    memset(&a6, 0, sizeof(a6));
-    if (!v4 && inet_pton(AF_INET6, ip, &a6) != 1) {
-        return false;
-    }
-    for (size_t i = 0; i < cfg->ntrusted_proxy; i++) {
-        if (ip_in_cidr(cfg->trusted_proxy[i], &a6, v4, a4.s_addr)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
  * The client's address for the log.  When the peer is a --trusted-proxy
  * (or a unix socket, which only a local proxy can reach), X-Forwarded-For
@@ -729,7 +690,7 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
                             : (const void *)&((struct sockaddr_in6 *)&ss)
                                   ->sin6_addr;
         inet_ntop(ss.ss_family, a, peer, sizeof(peer));
-        trusted = addr_trusted(cfg, peer);
+        trusted = sc_config_proxy_trusted(cfg, peer);
     }
     snprintf(out, len, "%s", peer);
     if (!trusted || hs == NULL || hs->forwarded_for == NULL) {
@@ -752,7 +713,7 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
             inet_pton(AF_INET6, entries[i], &tmp) != 1) {
             return;
         }
-        if (i == 0 || !addr_trusted(cfg, entries[i])) {
+        if (i == 0 || !sc_config_proxy_trusted(cfg, entries[i])) {
             snprintf(out, len, "%.63s (via %.63s)", entries[i], peer);
             return;
         }
@@ -1071,7 +1032,7 @@ serve_plain(struct sc_conn *c, const struct sc_handshake *hs)
     char *body;
 
     if (hs->route == SC_ROUTE_HEALTHZ) {
-        body = sc_healthz_body(w->reg, w->cfg, &status, &len);
+        body = sc_healthz_body(w->reg, &status, &len);
         if (body != NULL) {
             http_reply(c, status, "application/json", NULL, body, len);
         }
@@ -1178,8 +1139,7 @@ over_connection_limit(struct sc_conn *c)
 
 /* The request head is complete: answer it.  Returns -1 if c was freed. */
 static int
-handle_request(struct sc_conn *c, const struct sc_http_req *req,
-               size_t head_len)
+handle_request(struct sc_conn *c, const struct sc_http_req *req)
 {
     struct sc_worker *w = c->w;
     const struct sc_config *cfg = w->cfg;
@@ -1252,7 +1212,6 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req,
         sc_jwt_claims_fini(&claims);
         return sc_conn_close_ws(c, 1008, fail) < 0 ? -1 : 1;
     }
-    (void)head_len;
     int rc = start_session(c, &hs, &claims, addr);
     sc_jwt_claims_fini(&claims);
     return rc;
@@ -1306,7 +1265,7 @@ on_http_bytes(struct sc_conn *c, const uint8_t *data, size_t len)
     uint32_t in_len = c->in_len;
     c->in = NULL;
     c->in_len = 0;
-    int hr = handle_request(c, req, (size_t)rc);
+    int hr = handle_request(c, req);
     free(req);
     if (hr == 0 && (size_t)rc < in_len) {
         /* frames sent right behind the request */

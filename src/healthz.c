@@ -12,15 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "registry.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define HEARTBEAT_STALE_MS 5000
 
 char *
-sc_healthz_body(const struct sc_registry *reg, const struct sc_config *cfg,
-                int *status, size_t *len)
+sc_healthz_body(const struct sc_registry *reg, int *status, size_t *len)
 {
     struct sc_listener_slot *l = sc_registry_listener(reg);
     uint64_t now = sc_mono_ms();
@@ -30,7 +28,6 @@ sc_healthz_body(const struct sc_registry *reg, const struct sc_config *cfg,
     FILE *f = open_memstream(&buf, len);
     struct sc_totals t;
 
-    (void)cfg;
     if (f == NULL) {
         return NULL;
     }

@@ -69,7 +69,6 @@ struct listener {
     struct event *ev_term, *ev_int;
     PGconn *pg;
     enum step step;
-    bool first;             /* no snapshot applied yet */
     bool probe_seen;
     uint64_t probe_deadline;
     char probe_channel[64];
@@ -452,7 +451,6 @@ static void
 next_step(struct listener *l)
 {
     char sql[256];
-    char *ident;
 
     switch (l->step) {
     case STEP_CONNECT:
@@ -473,7 +471,6 @@ next_step(struct listener *l)
         /* waits in on_socket/on_tick until the probe arrives */
         return;
     case STEP_LISTEN:
-        l->step = STEP_SNAPSHOT;
         if (send_step(l, STEP_SNAPSHOT,
                       "SELECT event_id, available_seats, seat_capacity, "
                       "version FROM seatcast_seat_state") != 0) {
@@ -490,7 +487,6 @@ next_step(struct listener *l)
     case STEP_REVOKED:
         l->step = STEP_READY;
         l->backoff_ms = 0;
-        l->first = false;
         atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
         atomic_store(&l->slot->connected_since_ms, sc_wall_ms());
         sc_log(SC_LOG_INFO, "listening for notifications on \"%s\"",
@@ -498,7 +494,6 @@ next_step(struct listener *l)
         drain_notifications(l);
         return;
     default:
-        (void)ident;
         return;
     }
 }
@@ -755,7 +750,6 @@ sc_listener_main(const struct sc_child_ctx *ctx)
     l.cfg = ctx->cfg;
     l.reg = ctx->reg;
     l.slot = sc_registry_listener(ctx->reg);
-    l.first = true;
     if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         rnd = (uint32_t)getpid();
     }

@@ -306,13 +306,11 @@ static void
 deliver_deleted(struct sc_worker *w, struct sc_wevent *e)
 {
     char msg[SC_PROTO_MSG_MAX];
-    uint8_t frame[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
-    long n = sc_proto_unsubscribed(msg, sizeof(msg), (uint64_t)e->id,
-                                   sc_wall_ms());
-    long fl = n < 0 ? -1
-                    : sc_ws_frame_encode(frame, sizeof(frame), SC_WS_OP_TEXT,
-                                         msg, (size_t)n);
-    struct sc_frame *f = fl < 0 ? NULL : sc_frame_new(frame, (size_t)fl, 0);
+    struct sc_frame *f = sc_frame_text(
+        msg,
+        sc_proto_unsubscribed(msg, sizeof(msg), (uint64_t)e->id,
+                              sc_wall_ms()),
+        0);
 
     /* every subscription to a deleted event is dropped */
     while (e->subs != NULL) {
@@ -479,7 +477,6 @@ static void
 resync(struct sc_worker *w)
 {
     char msg[SC_PROTO_MSG_MAX];
-    uint8_t frame[SC_PROTO_MSG_MAX + SC_WS_HEADER_MAX];
     struct sc_event_state st;
 
     atomic_fetch_add_explicit(&w->slot->resyncs, 1, RELAXED);
@@ -499,12 +496,12 @@ resync(struct sc_worker *w)
                 continue;
             }
             e->last_version = st.version;
-            long n = sc_proto_seat_update(msg, sizeof(msg), (uint64_t)e->id,
-                                          st.available, st.capacity,
-                                          sc_wall_ms());
-            long fl = sc_ws_frame_encode(frame, sizeof(frame), SC_WS_OP_TEXT,
-                                         msg, (size_t)n);
-            struct sc_frame *f = sc_frame_new(frame, (size_t)fl, e->id);
+            struct sc_frame *f = sc_frame_text(
+                msg,
+                sc_proto_seat_update(msg, sizeof(msg), (uint64_t)e->id,
+                                     st.available, st.capacity,
+                                     sc_wall_ms()),
+                e->id);
             if (f != NULL) {
                 fanout(e, f, st.version);
                 sc_frame_release(f);

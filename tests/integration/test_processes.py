@@ -18,14 +18,16 @@ import base64
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
 
-from server import (async_wait_for, free_port, pid_alive, proc_info,
+from server import (Seatcast, async_wait_for, free_port, pid_alive, proc_info,
                     procs_named, run_seatcast, shm_path, tcp_peer_ports,
                     wait_for, ws_closed, ws_open, ws_ping)
 
@@ -89,6 +91,61 @@ def test_tree_is_one_master_three_workers_one_listener(make_server):
 
 # ------------------------------------------------------------------ #
 # 2. Spread, and a worker killed with -9                               #
+
+class LowNofileSeatcast(Seatcast):
+    """A Seatcast started with a soft open-file limit of 1024 (prlimit)."""
+
+    def argv(self):
+        return ["prlimit", "--nofile=1024:%d" % HARD_NOFILE] + \
+            super().argv()
+
+
+HARD_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def soft_nofile(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return None
+
+
+@pytest.mark.deadline(60)
+def test_open_file_limit_raised_to_the_hard_limit(tmp_path):
+    """Every connection is a descriptor: seatcast raises its soft limit
+    (often 1024) to the hard one at start, for all its processes."""
+    srv = LowNofileSeatcast(tmp_path, workers=2)
+    try:
+        srv.start()
+        pids = [srv.master_pid] + srv.worker_pids() + [srv.listener_pid()]
+        assert [soft_nofile(p) for p in pids] == [HARD_NOFILE] * len(pids)
+    finally:
+        srv.stop()
+        srv.kill_tree()
+        srv.cleanup()
+
+
+@pytest.mark.deadline(60)
+def test_kernel_send_buffer_per_client_is_capped(make_server):
+    """A client that stops reading may hold only a bounded kernel send
+    buffer (128 KiB, which the kernel doubles for bookkeeping), not the
+    megabytes of an autotuned socket."""
+    srv = make_server(workers=1)
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    try:
+        def tb():
+            out = subprocess.run(
+                ["ss", "-tmnH", "state", "established",
+                 "( sport = :%d )" % srv.port],
+                capture_output=True, text=True).stdout
+            m = re.search(r"tb(\d+)", out)
+            return int(m.group(1)) if m else None
+        size = wait_for(tb, 5, "the server side of the connection in ss")
+        assert size <= 2 * 128 * 1024, size
+    finally:
+        sock.close()
+
 
 @pytest.mark.deadline(60)
 def test_connection_burst_waits_for_busy_workers(make_server):

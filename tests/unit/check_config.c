@@ -1545,6 +1545,41 @@ START_TEST(usage_text)
 }
 END_TEST
 
+/* --trusted-proxy matching: what a peer address is compared with. */
+START_TEST(proxy_trusted_matching)
+{
+    struct sc_config c;
+    char err[ERRLEN];
+
+    fresh(&c);
+    ck_assert(!sc_config_proxy_trusted(&c, "127.0.0.1"));
+    ck_assert_int_eq(sc_config_set(&c, "trusted-proxy", "10.1.0.0/16", err,
+                                   sizeof(err)), 0);
+    ck_assert_int_eq(sc_config_set(&c, "trusted-proxy", "127.0.0.1", err,
+                                   sizeof(err)), 0);
+    ck_assert_int_eq(sc_config_set(&c, "trusted-proxy", "2001:db8::/36", err,
+                                   sizeof(err)), 0);
+    ck_assert_int_eq(sc_config_set(&c, "trusted-proxy", "192.0.2.128/25",
+                                   err, sizeof(err)), 0);
+    ck_assert(sc_config_proxy_trusted(&c, "127.0.0.1"));
+    ck_assert(!sc_config_proxy_trusted(&c, "127.0.0.2"));
+    ck_assert(sc_config_proxy_trusted(&c, "10.1.255.3"));
+    ck_assert(!sc_config_proxy_trusted(&c, "10.2.0.1"));
+    ck_assert(sc_config_proxy_trusted(&c, "192.0.2.200"));
+    ck_assert(!sc_config_proxy_trusted(&c, "192.0.2.127"));
+    ck_assert(sc_config_proxy_trusted(&c, "2001:db8:fff::1"));
+    ck_assert(!sc_config_proxy_trusted(&c, "2001:db9::1"));
+    /* no cross-family match, no garbage, no block as an address */
+    ck_assert(!sc_config_proxy_trusted(&c, "::ffff:127.0.0.1"));
+    ck_assert(!sc_config_proxy_trusted(&c, "not-an-ip"));
+    ck_assert(!sc_config_proxy_trusted(&c, "10.1.0.0/16"));
+    ck_assert_int_eq(sc_config_set(&c, "trusted-proxy", "0.0.0.0/0", err,
+                                   sizeof(err)), 0);
+    ck_assert(sc_config_proxy_trusted(&c, "203.0.113.9"));
+    ck_assert(!sc_config_proxy_trusted(&c, "2001:db9::1"));
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -1590,6 +1625,7 @@ config_suite(void)
     tcase_add_test(tc, test_flag);
     tcase_add_test(tc, example_file_shows_defaults);
     tcase_add_test(tc, usage_text);
+    tcase_add_test(tc, proxy_trusted_matching);
     suite_add_tcase(s, tc);
     return s;
 }
