@@ -5,6 +5,7 @@
 #   make demo       install missing packages, build, run a demo database+server
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages (apt-get), print them
+#   make mutants    plant each bug of tests/mutants/ and check its test fails
 #   make clean
 #
 # Sanitizer build: make SANITIZE=address,undefined BUILD=build/asan check
@@ -54,7 +55,8 @@ DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all check unit integration install clean deps demo check-headers \
-        node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan
+        node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan \
+        mutants
 
 all: $(BUILD)/seatcast
 
@@ -89,6 +91,7 @@ check: deps
 	$(MAKE) fuzz-run
 	$(MAKE) integration
 	$(MAKE) integration-asan
+	$(MAKE) mutants
 	$(MAKE) bench-smoke
 
 unit-bins: $(UNIT_BIN)
@@ -114,6 +117,12 @@ integration-asan: node-deps
 	SEATCAST_BIN=$(abspath $(BUILD)/asan/seatcast) SEATCAST_SANITIZED=1 \
 	    ASAN_OPTIONS=detect_leaks=1 \
 	    /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration
+
+# Each tests/mutants/*.patch is a planted bug with the tests that must
+# catch it; the run fails if one survives (tests/mutants/run.sh).
+# MUTANTS="a.patch b.patch" runs only those.
+mutants: $(BUILD)/seatcast unit-bins node-deps
+	@tests/mutants/run.sh $(BUILD) $(MUTANTS)
 
 check-headers:
 	@for h in $(HEADERS); do \

@@ -23,7 +23,7 @@ BENCH_DRIVER = /usr/bin/python3 tests/bench/bench.py \
                --seatcast $(BUILD)/seatcast --loadgen $(BENCH_DIR)/loadgen \
                --out $(BENCH_DIR)
 
-.PHONY: bench bench-smoke bench-deps
+.PHONY: bench bench-smoke bench-deps bench-dbcost
 
 $(BENCH_DIR)/loadgen: $(BENCH_SRC) $(BENCH_HDR) tests/bench/bench.mk
 	@mkdir -p $(dir $@)
@@ -40,3 +40,11 @@ bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DIR)/loadgen --self-test
 	$(BENCH_DRIVER) --smoke --out $(BENCH_DIR)/smoke
+
+# What following the database costs it: bookings/s from concurrent pgbench
+# writers with no seatcast, with --source notify and --source logical
+# (fsync on).  BENCH_DBCOST_ARGS="--writers '1 8 32' --seconds 15".
+BENCH_DBCOST_ARGS ?=
+bench-dbcost: bench-deps $(BUILD)/seatcast
+	/usr/bin/python3 tests/bench/dbcost.py --seatcast $(BUILD)/seatcast \
+	    --out $(BENCH_DIR) $(BENCH_DBCOST_ARGS)

@@ -1,0 +1,252 @@
+"""dbcost.py - what following the booking database costs the database
+(make bench-dbcost)
+
+Standard library only; Debian's /usr/bin/python3, as root (the cluster runs
+as the postgres user through runuser).
+
+    dbcost.py --seatcast build/seatcast --out build/bench \\
+              [--writers "1 8 32"] [--seconds 15] [--sources "none notify logical"]
+
+One throwaway PostgreSQL 15 cluster with fsync ON and synchronous_commit on
+(the cost of NOTIFY is a lock held through the commit's WAL flush, so a
+cluster that does not flush would hide it), wal_level=logical.  For each
+source it makes a fresh database from sql/schema.sql with 1000 events, then
+
+    none     nothing else: the database's own booking rate
+    notify   sql/notify.sql, and seatcast --source notify following it
+    logical  sql/logical.sql, and seatcast --source logical following it
+
+waits until /healthz says seatcast follows the database, and runs pgbench
+with W concurrent writers, each transaction one booking (one row inserted
+into bookings for a random one of the 1000 events), for --seconds.  A source
+the binary or the tree does not have yet is reported as n/a.
+
+Writes dbcost.json and dbcost.txt under --out: bookings/s per source and
+writer count, and each source's ratio to `none`.  Asserts nothing.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from pg import PgCluster  # noqa: E402  (after the path is set)
+
+EVENTS = 1000
+SOURCE_SQL = {"none": [], "notify": ["sql/notify.sql"],
+              "logical": ["sql/logical.sql"]}
+PGBENCH_SCRIPT = """\\set ev random(1, %d)
+\\set u random(1, 1000000)
+INSERT INTO bookings (event_id, user_id, seats) VALUES (:ev, :u, 1);
+""" % EVENTS
+
+
+def log(msg):
+    print("dbcost: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthz(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def make_db(pg, name, source):
+    """A fresh database with the schema, the source's SQL and the events;
+    False if the tree has no SQL for that source yet."""
+    files = ["sql/schema.sql"] + SOURCE_SQL[source]
+    if not all(os.path.exists(os.path.join(ROOT, f)) for f in files):
+        return False
+    pg.createdb(name)
+    for f in files:
+        pg.psql_file(os.path.join(ROOT, f), db=name)
+    pg.psql("INSERT INTO events (name, starts_at, seat_capacity) "
+            "SELECT 'bench ' || g, now() + interval '30 days', 1000000000 "
+            "FROM generate_series(1, %d) g" % EVENTS, db=name)
+    pg.psql("VACUUM ANALYZE", db=name)
+    return True
+
+
+class Server:
+    """seatcast following database `db` with --source source."""
+
+    def __init__(self, args, pg, db, source, work):
+        self.port = free_port()
+        self.log_path = os.path.join(work, "seatcast-%s.log" % source)
+        argv = [args.seatcast, "-l", "127.0.0.1:%d" % self.port,
+                "--workers", "2", "--shm-name", "/sc-dbcost-%d" % self.port,
+                "-d", pg.conninfo(db), "--source", source]
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PG", "SEATCAST_"))}
+        env["SEATCAST_JWT_SECRET"] = "dbcost-bench-secret-of-32-bytes!"
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out,
+                                         stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+
+    def wait_following(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if healthz(self.port) == 200:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log_tail(self):
+        with open(self.log_path, "rb") as f:
+            return f.read()[-2000:].decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def pgbench(pg, db, writers, seconds, script):
+    argv = [os.path.join(pg.bindir, "pgbench"), "-n", "-c", str(writers),
+            "-j", str(min(writers, 4)), "-T", str(seconds), "-f", script,
+            "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres", db]
+    p = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=seconds + 120)
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection", p.stdout)
+    if p.returncode != 0 or m is None:
+        raise RuntimeError("pgbench failed (%d): %s %s" % (
+            p.returncode, p.stdout[-1000:], p.stderr[-1000:]))
+    return float(m.group(1))
+
+
+def source_supported(seatcast, source):
+    if source == "none":
+        return True
+    p = subprocess.run([seatcast, "-t", "--source", source], env={
+        "SEATCAST_JWT_SECRET": "dbcost-bench-secret-of-32-bytes!",
+        "PATH": os.environ.get("PATH", "")},
+        capture_output=True, text=True, timeout=30)
+    return p.returncode == 0
+
+
+def run(args):
+    work = tempfile.mkdtemp(prefix="seatcast-dbcost-")
+    script = os.path.join(work, "book.sql")
+    with open(script, "w") as f:
+        f.write(PGBENCH_SCRIPT)
+    os.chmod(work, 0o755)
+    os.chmod(script, 0o644)
+    rows = []
+    settings = {"fsync": "on", "synchronous_commit": "on",
+                "full_page_writes": "on", "wal_level": "logical",
+                "max_replication_slots": 8, "max_wal_senders": 8,
+                "max_connections": 200}
+    try:
+        with PgCluster(settings=settings) as pg:
+            for source in args.sources:
+                db = "dbcost_%s" % source
+                if not source_supported(args.seatcast, source) or \
+                        not make_db(pg, db, source):
+                    log("%s: not in this tree/binary, n/a" % source)
+                    rows.append({"source": source, "tps": None})
+                    continue
+                srv = None
+                if source != "none":
+                    srv = Server(args, pg, db, source, work)
+                    if not srv.wait_following():
+                        log("%s: seatcast did not follow the database:\n%s"
+                            % (source, srv.log_tail()))
+                        srv.stop()
+                        rows.append({"source": source, "tps": None})
+                        continue
+                tps = {}
+                try:
+                    for w in args.writers:
+                        tps[w] = pgbench(pg, db, w, args.seconds, script)
+                        log("%-8s %3d writers: %8.0f bookings/s"
+                            % (source, w, tps[w]))
+                finally:
+                    if srv is not None:
+                        srv.stop()
+                rows.append({"source": source, "tps": tps})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def report(args, rows):
+    base = next((r["tps"] for r in rows if r["source"] == "none"), None)
+    lines = ["bookings/s committed by PostgreSQL 15 (fsync on), one booking "
+             "per transaction, %d s per cell" % args.seconds, "",
+             "| writers | " + " | ".join(r["source"] for r in rows) + " |",
+             "|---|" + "---|" * len(rows)]
+    for w in args.writers:
+        cells = []
+        for r in rows:
+            if r["tps"] is None:
+                cells.append("n/a")
+                continue
+            v = r["tps"][w]
+            if base and r["source"] != "none":
+                cells.append("%.0f (%.2fx)" % (v, v / base[w]))
+            else:
+                cells.append("%.0f" % v)
+        lines.append("| %d | %s |" % (w, " | ".join(cells)))
+    text = "\n".join(lines) + "\n"
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "dbcost.txt"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "dbcost.json"), "w") as f:
+        json.dump({"seconds": args.seconds, "writers": args.writers,
+                   "rows": rows}, f, indent=1)
+    print(text, end="")
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seatcast", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--writers", default="1 8 32")
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--sources", default="none notify logical")
+    args = p.parse_args(argv)
+    args.writers = [int(x) for x in args.writers.split()]
+    args.sources = args.sources.split()
+    args.seatcast = os.path.abspath(args.seatcast)
+    if os.geteuid() != 0:
+        log("must run as root (runuser for PostgreSQL)")
+        return 2
+    report(args, run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
