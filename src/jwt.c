@@ -43,6 +43,7 @@
  */
 #include "jwt.h"
 #include "base64.h"
+#include "json_text.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -297,28 +298,6 @@ sc_jwt_keys_free(struct sc_jwt_keys *keys)
 /*--------------------------------------------------------------------------*/
 /* JSON */
 
-/*
- * RFC 8259 text only: no control byte but the blanks tab, LF and CR, and
- * no \u0000 escape (see NOTES).  A backslash always escapes the next byte,
- * so "\\u0000" (an escaped backslash, then text) is not mistaken for one.
- */
-static bool
-jwt_json_text_ok(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
-            return false;
-        }
-        if (s[i] == '\\') {
-            if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0) {
-                return false;
-            }
-            i++;
-        }
-    }
-    return true;
-}
-
 static int
 jwt_cmp_name(const void *a, const void *b)
 {
@@ -367,7 +346,7 @@ jwt_parse_object(const uint8_t *text, size_t n, int rc, const char *what_bad,
     int dup;
 
     *obj = NULL;
-    if (!jwt_json_text_ok(text, n)) {
+    if (!sc_json_text_ok(text, n)) {
         *why = what_bad;
         return rc;
     }

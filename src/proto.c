@@ -10,6 +10,8 @@
  */
 #include "proto.h"
 
+#include "json_text.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdbool.h>
@@ -139,27 +141,6 @@ classify(const cJSON *root, struct sc_client_msg *out)
                           &out->event_id);
 }
 
-/*
- * True if the text holds a \u0000 escape: cJSON would end the string
- * there, so "ping\u0000x" would read as "ping".  Outside strings valid
- * JSON has no backslash, so pairs can be skipped without tracking quotes.
- */
-static bool
-has_nul_escape(const char *text, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (text[i] != '\\') {
-            continue;
-        }
-        if (text[i + 1] == 'u' && i + 5 < len &&
-            memcmp(text + i + 2, "0000", 4) == 0) {
-            return true;
-        }
-        i++; /* skip the escaped character */
-    }
-    return false;
-}
-
 int
 sc_proto_parse(const char *text, size_t len, struct sc_client_msg *out)
 {
@@ -168,7 +149,8 @@ sc_proto_parse(const char *text, size_t len, struct sc_client_msg *out)
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (has_nul_escape(text, len)) {
+    /* a raw NUL or \u0000 would end a string early in cJSON */
+    if (!sc_json_text_ok((const uint8_t *)text, len)) {
         return SC_PROTO_INVALID_JSON;
     }
     root = cJSON_ParseWithLengthOpts(text, len, &end, false);

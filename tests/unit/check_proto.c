@@ -241,6 +241,34 @@ static const char *const escaped_nul[] = {
     "{\"type\":\"ping\\u0000x\"}",
 };
 
+/*
+ * The same with raw bytes: a NUL inside a string (cJSON would stop
+ * there), or any other raw control byte, which RFC 8259 forbids inside
+ * strings.  Refused as invalid_json.
+ */
+static const struct {
+    const char *text;
+    size_t len;
+} raw_control[] = {
+#define RAW(s) {s, sizeof(s) - 1}
+    RAW("{\"type\":\"ping\0zz\"}"),
+    RAW("{\"type\":\"ping\0\"}"),
+    RAW("{\"type\":\"subscribe_event\",\"eventId\":\"12\0\"}"),
+    RAW("{\"type\":\"ping\x01\"}"),
+    RAW("{\"type\":\"ping\x1f\"}"),
+#undef RAW
+};
+
+START_TEST(parse_raw_control_byte)
+{
+    struct sc_client_msg m;
+
+    ck_assert_int_eq(parse_guarded(raw_control[_i].text, raw_control[_i].len,
+                                   &m),
+                     SC_PROTO_INVALID_JSON);
+}
+END_TEST
+
 START_TEST(parse_escaped_nul)
 {
     struct sc_client_msg m;
@@ -828,6 +856,8 @@ proto_suite(void)
 
     tcase_add_loop_test(tp, parse_table, 0, NPARSE);
     tcase_add_test(tp, parse_uses_len_only);
+    tcase_add_loop_test(tp, parse_raw_control_byte, 0,
+                        sizeof(raw_control) / sizeof(raw_control[0]));
     tcase_add_loop_test(tp, parse_escaped_nul, 0,
                         (int)(sizeof(escaped_nul) / sizeof(escaped_nul[0])));
     tcase_add_loop_test(
