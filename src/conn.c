@@ -657,6 +657,9 @@ finish_with(struct sc_conn *c, const void *data, size_t len)
 /* ------------------------------------------------------------------ */
 /* Peer address, for logs                                               */
 
+/* X-Forwarded-For entries looked at, from the right */
+#define XFF_KEEP 16
+
 /*
  * The client's address for the log.  When the peer is a --trusted-proxy
  * (or a unix socket, which only a local proxy can reach), X-Forwarded-For
@@ -671,7 +674,7 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
     const struct sc_config *cfg = c->w->cfg;
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
-    char peer[64], entries[16][64];
+    char peer[64], entries[XFF_KEEP][64];
     const char *e;
     size_t el, pos = 0, n = 0;
     bool trusted;
@@ -696,25 +699,30 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
     if (!trusted || hs == NULL || hs->forwarded_for == NULL) {
         return;
     }
-    while (n < 16 && sc_http_list_next(hs->forwarded_for,
-                                       hs->forwarded_for_len, &pos, &e,
-                                       &el)) {
+    /* the walk starts at the right: keep the last XFF_KEEP entries (a
+     * ring), whatever a client put to their left */
+    while (sc_http_list_next(hs->forwarded_for, hs->forwarded_for_len, &pos,
+                             &e, &el)) {
+        char *slot = entries[n % XFF_KEEP];
         if (el >= sizeof(entries[0])) {
-            return; /* not an address: log the peer only */
+            slot[0] = '\0'; /* not an address: the walk stops there */
+        } else {
+            memcpy(slot, e, el);
+            slot[el] = '\0';
         }
-        memcpy(entries[n], e, el);
-        entries[n][el] = '\0';
         n++;
     }
-    for (size_t i = n; i-- > 0;) {
+    for (size_t k = 0; k < n && k < XFF_KEEP; k++) {
+        const char *a = entries[(n - 1 - k) % XFF_KEEP];
         struct in6_addr tmp;
         /* only an address goes to the log, never arbitrary header text */
-        if (inet_pton(AF_INET, entries[i], &tmp) != 1 &&
-            inet_pton(AF_INET6, entries[i], &tmp) != 1) {
+        if (inet_pton(AF_INET, a, &tmp) != 1 &&
+            inet_pton(AF_INET6, a, &tmp) != 1) {
             return;
         }
-        if (i == 0 || !sc_config_proxy_trusted(cfg, entries[i])) {
-            snprintf(out, len, "%.63s (via %.63s)", entries[i], peer);
+        if (k == n - 1 || k == XFF_KEEP - 1 ||
+            !sc_config_proxy_trusted(cfg, a)) {
+            snprintf(out, len, "%.63s (via %.63s)", a, peer);
             return;
         }
     }

@@ -1381,6 +1381,28 @@ def test_forwarded_for_only_from_a_trusted_proxy(make_server, trusted):
     assert "198.51.100.9" not in srv.log()
 
 
+@pytest.mark.deadline(60)
+def test_forwarded_for_long_chain_keeps_the_rightmost_entries(make_server):
+    """More entries than the server looks at: the ones it keeps are the
+    right-most (the nearest proxies'), never a client's padding."""
+    srv = make_server(workers=1, args=["--trusted-proxy", "127.0.0.1",
+                                       "--trusted-proxy", "10.0.0.0/8"])
+    tok = mint({"sub": "proxied", "exp": now() + 600})
+    for chain, client in (
+            # sixteen spoofed entries, then the real client
+            (["6.6.6.6"] * 16 + ["9.9.9.9"], "9.9.9.9"),
+            (["6.6.6.6"] * 40 + ["9.9.9.9", "10.1.2.3"], "9.9.9.9"),
+            # padding that is not even an address, left of the kept ones
+            (["<junk>"] * 30 + ["203.0.113.5", "10.0.0.1", "10.0.0.2"],
+             "203.0.113.5")):
+        mark = srv.log_mark()
+        expect_accepted(srv, token=tok, headers=[
+            ("X-Forwarded-For", ", ".join(chain))]).close()
+        srv.wait_log(r"connected: user proxied, from %s \(via 127\.0\.0\.1"
+                     r"\)$" % re.escape(client), since=mark)
+    assert "6.6.6.6" not in srv.log()
+
+
 # ------------------------------------------------------------------ #
 # 12. seatcast token                                                   #
 
