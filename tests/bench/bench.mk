@@ -5,6 +5,8 @@
 #   make bench BENCH_ARGS="--events 100 --perf"   more bench.py options
 #   make bench-smoke                  N = 200, ~5 s; fails on any lost,
 #                                     duplicated or reordered delivery
+#   make bench-dbcost                 what each source costs the booking
+#                                     database (also run by make bench)
 #
 # Runs as root: a throwaway PostgreSQL (runuser -u postgres), soft
 # RLIMIT_NOFILE raised to the hard one.  Results: $(BUILD)/bench/ (results.json,
@@ -35,6 +37,7 @@ bench-deps:
 
 bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DRIVER) --n "$(BENCH_N)" $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-dbcost
 
 # its own directory: a smoke run must not overwrite the last bench's results
 bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 from pg import PgCluster  # noqa: E402  (after the path is set)
+from bench import free_port  # noqa: E402  (same directory)
 
 EVENTS = 1000
 SOURCE_SQL = {"none": [], "notify": ["sql/notify.sql"],
@@ -55,12 +55,6 @@ INSERT INTO bookings (event_id, user_id, seats) VALUES (:ev, :u, 1);
 
 def log(msg):
     print("dbcost: " + msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthz(port):
@@ -93,14 +87,14 @@ def make_db(pg, name, source):
 
 
 class Server:
-    """seatcast following database `db` with --source source."""
+    """seatcast following database `db` (extra: its --source)."""
 
-    def __init__(self, args, pg, db, source, work):
+    def __init__(self, args, pg, db, source, extra, work):
         self.port = free_port()
         self.log_path = os.path.join(work, "seatcast-%s.log" % source)
         argv = [args.seatcast, "-l", "127.0.0.1:%d" % self.port,
                 "--workers", "2", "--shm-name", "/sc-dbcost-%d" % self.port,
-                "-d", pg.conninfo(db), "--source", source]
+                "-d", pg.conninfo(db)] + extra
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("PG", "SEATCAST_"))}
         env["SEATCAST_JWT_SECRET"] = "dbcost-bench-secret-of-32-bytes!"
@@ -147,14 +141,19 @@ def pgbench(pg, db, writers, seconds, script):
     return float(m.group(1))
 
 
-def source_supported(seatcast, source):
+def source_args(seatcast, source):
+    """The seatcast arguments that select source, or None when the binary
+    cannot follow it (a build from before --source follows notify by
+    default)."""
     if source == "none":
-        return True
+        return []
     p = subprocess.run([seatcast, "-t", "--source", source], env={
         "SEATCAST_JWT_SECRET": "dbcost-bench-secret-of-32-bytes!",
         "PATH": os.environ.get("PATH", "")},
         capture_output=True, text=True, timeout=30)
-    return p.returncode == 0
+    if p.returncode == 0:
+        return ["--source", source]
+    return [] if source == "notify" else None
 
 
 def run(args):
@@ -173,14 +172,14 @@ def run(args):
         with PgCluster(settings=settings) as pg:
             for source in args.sources:
                 db = "dbcost_%s" % source
-                if not source_supported(args.seatcast, source) or \
-                        not make_db(pg, db, source):
+                extra = source_args(args.seatcast, source)
+                if extra is None or not make_db(pg, db, source):
                     log("%s: not in this tree/binary, n/a" % source)
                     rows.append({"source": source, "tps": None})
                     continue
                 srv = None
                 if source != "none":
-                    srv = Server(args, pg, db, source, work)
+                    srv = Server(args, pg, db, source, extra, work)
                     if not srv.wait_following():
                         log("%s: seatcast did not follow the database:\n%s"
                             % (source, srv.log_tail()))
