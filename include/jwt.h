@@ -20,6 +20,13 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+/*
+ * Shortest HMAC secret, in bytes: RFC 7518 section 3.2 wants a key at least
+ * as long as the hash, so HS256 needs 32; an HS384 or HS512 token verified
+ * with a secret shorter than 48 or 64 bytes is SC_JWT_EALG.
+ */
+#define SC_JWT_SECRET_MIN 32
+
 /* Longest token accepted, in bytes (longer: SC_JWT_EMALFORMED). */
 #define SC_JWT_MAX_TOKEN 8192
 /* Longest user and jti claim kept, in bytes (longer: SC_JWT_ECLAIM). */

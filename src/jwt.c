@@ -504,6 +504,11 @@ jwt_verify_hmac(struct jwt_ctx *c, const uint8_t *sig, size_t len)
     unsigned int maclen = 0;
     bool same;
 
+    /* RFC 7518 section 3.2: a key at least as long as the hash */
+    if (k->secret_len < (size_t)EVP_MD_get_size(c->alg->md())) {
+        return jwt_fail(c, SC_JWT_EALG, "secret shorter than the hash of "
+                        "this algorithm");
+    }
     if (HMAC(c->alg->md(), k->secret, (int)k->secret_len,
              (const unsigned char *)c->token, c->signed_len, mac,
              &maclen) == NULL) {

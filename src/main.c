@@ -80,6 +80,16 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
         fprintf(stderr, "seatcast: %s\n", err);
         return 2;
     }
+    if (sc_secret_file_exposed(cfg)) {
+        fprintf(stderr, "seatcast: warning: JWT secret file \"%s\" may be "
+                "read or written by other users: chmod o-rwx it\n",
+                cfg->jwt_secret_file);
+    }
+    if (sc_secret_env_ignored(cfg)) {
+        fprintf(stderr, "seatcast: warning: SEATCAST_JWT_SECRET is ignored "
+                "with --jwt-public-key: HS* tokens are refused unless "
+                "--jwt-secret-file is given\n");
+    }
     if (cfg->test_only) {
         sc_jwt_keys_free(keys);
         printf("seatcast: configuration ok\n");

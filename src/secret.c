@@ -65,6 +65,47 @@ read_small_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
+/*
+ * RFC 7518 section 3.2: an HMAC key at least as long as the hash.  The
+ * shortest, HS256's, is the floor for any secret; HS384 and HS512 tokens
+ * need 48 and 64 bytes, which jwt.c checks per token.  Wipes, frees and
+ * returns NULL when s is shorter.
+ */
+static uint8_t *
+secret_long_enough(char *s, size_t *len, const char *how, const char *where,
+                   char *err, size_t errlen)
+{
+    if (*len >= SC_JWT_SECRET_MIN) {
+        return (uint8_t *)s;
+    }
+    snprintf(err, errlen, "JWT secret %s \"%s\" is %zu bytes: HS256 needs at "
+             "least %d (RFC 7518 section 3.2); make one with "
+             "\"openssl rand -hex 32\"", how, where, *len, SC_JWT_SECRET_MIN);
+    OPENSSL_cleanse(s, *len);
+    free(s);
+    *len = 0;
+    return NULL;
+}
+
+bool
+sc_secret_file_exposed(const struct sc_config *cfg)
+{
+    struct stat st;
+
+    return cfg->jwt_secret_file[0] != '\0' &&
+           stat(cfg->jwt_secret_file, &st) == 0 &&
+           (st.st_mode & (S_IROTH | S_IWOTH)) != 0;
+}
+
+bool
+sc_secret_env_ignored(const struct sc_config *cfg)
+{
+    const char *env = getenv("SEATCAST_JWT_SECRET");
+
+    return cfg->jwt_public_key[0] != '\0' && cfg->jwt_secret_file[0] == '\0' &&
+           env != NULL && env[0] != '\0';
+}
+
 uint8_t *
 sc_secret_read(const struct sc_config *cfg, size_t *len, char *err,
                size_t errlen)
@@ -91,7 +132,8 @@ sc_secret_read(const struct sc_config *cfg, size_t *len, char *err,
             free(s);
             return NULL;
         }
-        return (uint8_t *)s;
+        return secret_long_enough(s, len, "file", cfg->jwt_secret_file, err,
+                                  errlen);
     }
     if (env != NULL && env[0] != '\0') {
         s = strdup(env);
@@ -100,7 +142,8 @@ sc_secret_read(const struct sc_config *cfg, size_t *len, char *err,
             return NULL;
         }
         *len = strlen(s);
-        return (uint8_t *)s;
+        return secret_long_enough(s, len, "from", "SEATCAST_JWT_SECRET", err,
+                                  errlen);
     }
     snprintf(err, errlen, "no JWT secret: set --jwt-secret-file or "
              "SEATCAST_JWT_SECRET");
@@ -114,9 +157,12 @@ sc_secret_load_keys(const struct sc_config *cfg, char *err, size_t errlen)
     char *pem = NULL;
     size_t slen = 0, plen = 0;
     struct sc_jwt_keys *keys;
+    const char *env = getenv("SEATCAST_JWT_SECRET");
+    /* with a public key, HS* stays off unless a secret file is named: an
+     * inherited environment must not keep HMAC on behind the operator */
     bool want_secret = cfg->jwt_secret_file[0] != '\0' ||
-                       (getenv("SEATCAST_JWT_SECRET") != NULL &&
-                        getenv("SEATCAST_JWT_SECRET")[0] != '\0');
+                       (cfg->jwt_public_key[0] == '\0' && env != NULL &&
+                        env[0] != '\0');
 
     if (cfg->jwt_public_key[0] != '\0') {
         pem = read_small_file(cfg->jwt_public_key, &plen, err, errlen);

@@ -42,12 +42,16 @@ __all__ = [
     "Seatcast", "SeatcastError", "wait_for", "async_wait_for", "procs_named",
     "proc_info", "pid_alive", "free_port", "run_seatcast", "seatcast_bin",
     "ws_open", "ws_ping", "ws_recv_json", "ws_closed", "tcp_peer_ports",
-    "shm_path", "ROOT",
+    "shm_path", "ROOT", "TEST_SECRET",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 POLL = 0.02
+# the default SEATCAST_JWT_SECRET of a test server: 64 bytes, enough for
+# HS512 (RFC 7518 3.2 wants the key as long as the hash)
+TEST_SECRET = ("test-secret-0123456789abcdef0123456789abcdef"
+               "0123456789abcdef0123")
 
 
 class SeatcastError(AssertionError):
@@ -207,7 +211,7 @@ def clean_env(secret=None, extra=None):
     return env
 
 
-def run_seatcast(args, env=None, timeout=15, secret="test-secret",
+def run_seatcast(args, env=None, timeout=15, secret=TEST_SECRET,
                  binary=None):
     """Runs `seatcast ARGS` to completion (killed after timeout, which is
     then an error) and returns the CompletedProcess (text stdout/stderr)."""
@@ -289,7 +293,7 @@ class Seatcast:
     START_TIMEOUT = 10.0
 
     def __init__(self, tmp_path, workers=2, database=None, args=(), env=None,
-                 secret="test-secret", port=None, shm_name=None, listen=None,
+                 secret=TEST_SECRET, port=None, shm_name=None, listen=None,
                  binary=None):
         self.tmp_path = str(tmp_path)
         self.workers = workers

@@ -46,7 +46,12 @@ from server import (ROOT, Seatcast, SeatcastError, run_seatcast,
 
 NODE_DIR = os.path.join(ROOT, "tests", "integration", "node")
 MINT = os.path.join(NODE_DIR, "mint.mjs")
-SECRET = "test-secret"          # Seatcast's default SEATCAST_JWT_SECRET
+SECRET = ("test-secret-0123456789abcdef0123456789abcdef"
+          "0123456789abcdef0123")  # Seatcast's default SEATCAST_JWT_SECRET
+# secret files' contents (HS256 needs 32 bytes at least: RFC 7518 3.2)
+KEY_A = "secret-A-0123456789-0123456789abcdef0123456789abcdef"
+KEY_B = "secret-B-9876543210-0123456789abcdef0123456789abcdef"
+KEY_FILE = "file-secret-xyz-0123456789abcdef0123456789abcdef"
 ISSUER = "https://booking.example.test"
 AUDIENCE = "seatcast"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -1142,21 +1147,21 @@ def test_max_connections_gives_503(make_server):
 @pytest.mark.deadline(90)
 def test_sighup_rotates_the_secret(make_server, tmp_path):
     secret_file = tmp_path / "jwt.secret"
-    secret_file.write_text("secret-A-0123456789\n")
+    secret_file.write_text(KEY_A + "\n")
     srv = make_server(workers=2, secret=None,
                       args=["--jwt-secret-file", secret_file])
     claims = {"sub": "rotator", "exp": now() + 600}
     tok_a1, tok_a2, tok_b = mint_many([
-        {"alg": "HS256", "key": "secret-A-0123456789", "payload": claims},
-        {"alg": "HS256", "key": "secret-A-0123456789",
+        {"alg": "HS256", "key": KEY_A, "payload": claims},
+        {"alg": "HS256", "key": KEY_A,
          "payload": dict(claims, jti="second-a")},
-        {"alg": "HS256", "key": "secret-B-9876543210", "payload": claims},
+        {"alg": "HS256", "key": KEY_B, "payload": claims},
     ])
     c1 = expect_accepted(srv, token=tok_a1)
     expect_refused(srv, "Invalid token", token=tok_b,
                    why="signature mismatch")
 
-    secret_file.write_text("secret-B-9876543210\n")
+    secret_file.write_text(KEY_B + "\n")
     workers = {w["pid"] for w in srv.stats()["workers"]}
     mark = srv.log_mark()
     srv.send_signal(signal.SIGHUP)
@@ -1185,22 +1190,22 @@ def test_sighup_reload_survives_a_worker_respawn(make_server, tmp_path):
     secret_file = tmp_path / "jwt.secret"
     conf.write_text("jwt-issuer = issuer-A\njwt-secret-file = %s\n"
                     % secret_file)
-    secret_file.write_text("secret-A-0123456789\n")
+    secret_file.write_text(KEY_A + "\n")
     srv = make_server(workers=2, secret=None, args=["-c", conf])
     claims = {"sub": "respawn", "exp": now() + 600}
     old, new_iss_old_key, new = mint_many([
-        {"alg": "HS256", "key": "secret-A-0123456789",
+        {"alg": "HS256", "key": KEY_A,
          "payload": dict(claims, iss="issuer-A")},
-        {"alg": "HS256", "key": "secret-A-0123456789",
+        {"alg": "HS256", "key": KEY_A,
          "payload": dict(claims, iss="issuer-B")},
-        {"alg": "HS256", "key": "secret-B-9876543210",
+        {"alg": "HS256", "key": KEY_B,
          "payload": dict(claims, iss="issuer-B")},
     ])
     expect_accepted(srv, token=old).close()
 
     conf.write_text("jwt-issuer = issuer-B\njwt-secret-file = %s\n"
                     % secret_file)
-    secret_file.write_text("secret-B-9876543210\n")
+    secret_file.write_text(KEY_B + "\n")
     workers = {w["pid"] for w in srv.stats()["workers"]}
     mark = srv.log_mark()
     srv.send_signal(signal.SIGHUP)
@@ -1249,13 +1254,13 @@ def test_sighup_with_a_broken_secret_keeps_the_running_keys(make_server,
     that got SIGHUP, and for a worker respawned after it, which must come
     up with the keys in force rather than fail to start."""
     secret_file = tmp_path / "jwt.secret"
-    secret_file.write_text("secret-A-0123456789\n")
+    secret_file.write_text(KEY_A + "\n")
     srv = make_server(workers=2, secret=None,
                       args=["--jwt-secret-file", secret_file])
     tok_a, tok_b = mint_many([
-        {"alg": "HS256", "key": "secret-A-0123456789",
+        {"alg": "HS256", "key": KEY_A,
          "payload": {"sub": "broken-reload", "exp": now() + 600}},
-        {"alg": "HS256", "key": "secret-B-9876543210",
+        {"alg": "HS256", "key": KEY_B,
          "payload": {"sub": "broken-reload", "exp": now() + 600}},
     ])
     c1 = expect_accepted(srv, token=tok_a)
@@ -1290,7 +1295,7 @@ def test_sighup_with_a_broken_secret_keeps_the_running_keys(make_server,
     assert 0 in {worker_of(srv, c.local_port) for c in fresh}
 
     # a good file and SIGHUP: the new secret is in force
-    secret_file.write_text("secret-B-9876543210\n")
+    secret_file.write_text(KEY_B + "\n")
     mark = srv.log_mark()
     srv.send_signal(signal.SIGHUP)
     ok = re.compile(r"worker \d+\[(\d+)\]: configuration and keys "
@@ -1334,6 +1339,86 @@ def test_unreadable_key_files_are_named(tmp_path):
                                 " ".join(str(a) for a in args),
                                 p.returncode, p.stderr, words))
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.deadline(60)
+def test_short_secret_is_refused_naming_the_minimum(make_server, tmp_path):
+    """RFC 7518 3.2: an HMAC key at least as long as the hash.  A secret
+    under 32 bytes (HS256's) is a configuration error, exit 2, whether it
+    comes from a file or the environment, for the server, -t and token."""
+    short = tmp_path / "short.secret"
+    short.write_text("abc\n")
+    short.chmod(0o600)
+    ok = tmp_path / "ok.secret"
+    ok.write_text("x" * 32 + "\n")
+    ok.chmod(0o600)
+    cases = [
+        (["-t", "--jwt-secret-file", short], None),
+        (["token", "--sub", "1", "--jwt-secret-file", short], None),
+        (["-t"], "abc"),
+        (["-t"], "x" * 31),
+        (["token", "--sub", "1"], "y" * 31),
+    ]
+    for args, env_secret in cases:
+        p = run_seatcast(args, secret=env_secret)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, (args, p.stderr)
+        assert "at least 32" in lines[0] and "HS256" in lines[0], lines
+        assert "abc" not in lines[0] and "yyyy" not in lines[0]
+    # exactly 32 bytes is enough, from either source
+    p = run_seatcast(["-t", "--jwt-secret-file", ok], secret=None)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    p = run_seatcast(["-t"], secret="z" * 32)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    # the server itself does not start on a short secret
+    srv = make_server(workers=1, secret="abc", start=False)
+    with pytest.raises(SeatcastError):
+        srv.start(timeout=5)
+    assert srv.proc.wait(10) == 2
+    assert "at least 32" in srv.log()
+
+
+@pytest.mark.deadline(60)
+def test_secret_file_readable_by_others_is_warned_about(tmp_path):
+    f = tmp_path / "jwt.secret"
+    f.write_text(KEY_A + "\n")
+    for mode, warned in ((0o644, True), (0o602, True), (0o640, False),
+                         (0o600, False)):
+        f.chmod(mode)
+        p = run_seatcast(["-t", "--jwt-secret-file", f], secret=None)
+        assert p.returncode == 0, p.stderr
+        assert ("other users" in p.stderr) == warned, (oct(mode), p.stderr)
+        if warned:
+            assert str(f) in p.stderr
+
+
+@pytest.mark.deadline(120)
+def test_public_key_turns_off_an_inherited_env_secret(make_server, tmp_path):
+    """With --jwt-public-key, HS* tokens are refused unless a secret file
+    is configured explicitly: a SEATCAST_JWT_SECRET inherited from the
+    environment does not keep HMAC on, and -t says it is ignored."""
+    priv, pub = openssl_keypair(tmp_path, "rsa")
+    claims = {"sub": "pk-env", "exp": now() + 600}
+    rs, hs = mint_many([{"alg": "RS256", "keyFile": str(priv),
+                         "payload": claims},
+                        {"alg": "HS256", "key": SECRET, "payload": claims}])
+    p = run_seatcast(["-t", "--jwt-public-key", pub], secret=SECRET)
+    assert p.returncode == 0, p.stderr
+    assert "SEATCAST_JWT_SECRET is ignored" in p.stderr
+    srv = make_server(workers=1, secret=SECRET,
+                      args=["--jwt-public-key", pub])
+    expect_accepted(srv, token=rs).close()
+    expect_refused(srv, "Invalid token", token=hs,
+                   why="alg does not fit the configured key")
+    # named explicitly, the secret file keeps both kinds
+    f = tmp_path / "jwt.secret"
+    f.write_text(SECRET + "\n")
+    f.chmod(0o600)
+    srv2 = make_server(workers=1, secret=SECRET,
+                       args=["--jwt-public-key", pub,
+                             "--jwt-secret-file", f])
+    expect_accepted(srv2, token=rs).close()
+    expect_accepted(srv2, token=hs).close()
 
 
 # ------------------------------------------------------------------ #
@@ -1430,11 +1515,11 @@ def test_token_command(make_server, tmp_path):
 
     # --jwt-secret-file, and without --jti a random one
     f = tmp_path / "other.secret"
-    f.write_text("file-secret-xyz\n")
+    f.write_text(KEY_FILE + "\n")
     p = run_seatcast(["token", "--sub", "7", "--jwt-secret-file", f],
                      secret=None)
     assert p.returncode == 0, p.stderr
-    claims = verify_with_node(p.stdout.strip(), key="file-secret-xyz")
+    claims = verify_with_node(p.stdout.strip(), key=KEY_FILE)
     assert claims["sub"] == "7" and len(claims["jti"]) >= 16
     assert "events" not in claims
 

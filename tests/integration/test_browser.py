@@ -28,7 +28,8 @@ from server import ROOT, SeatcastError, wait_for
 
 NODE_DIR = os.path.join(ROOT, "tests", "integration", "node")
 CHROMIUM = "/usr/bin/chromium"
-SECRET = "test-secret"   # Seatcast's default SEATCAST_JWT_SECRET
+SECRET = ("test-secret-0123456789abcdef0123456789abcdef"
+          "0123456789abcdef0123")  # Seatcast's default SEATCAST_JWT_SECRET
 
 
 def mint(payload):

@@ -888,7 +888,7 @@ def test_unix_socket_of_live_server_is_kept_and_stale_one_reused(
 def test_sighup_rereads_the_secret_for_new_connections(make_server,
                                                         tmp_path):
     secret = tmp_path / "jwt.secret"
-    secret.write_text("the-old-secret\n")
+    secret.write_text("the-old-secret%s\n" % ("x" * 32))
     srv = make_server(workers=2, secret=None,
                       args=["--jwt-secret-file", str(secret)])
 
@@ -906,7 +906,7 @@ def test_sighup_rereads_the_secret_for_new_connections(make_server,
         old = mint()
         ws, _ = await ws_open(srv, token=old)
         try:
-            secret.write_text("the-new-secret\n")
+            secret.write_text("the-new-secret%s\n" % ("x" * 32))
             new = mint()
             mark = srv.log_mark()
             srv.send_signal(signal.SIGHUP)

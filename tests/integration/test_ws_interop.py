@@ -364,7 +364,7 @@ def wscat(clients, url, *args):
 
 def other_secret_token():
     p = run_seatcast(["token", "--sub", "1", "--ttl", "3600"],
-                     secret="not-the-server-secret")
+                     secret="not-the-server-secret" + "x" * 32)
     assert p.returncode == 0, p.stderr
     return p.stdout.strip()
 

@@ -384,14 +384,49 @@ END_TEST
 START_TEST(wrong_key_of_right_kind)
 {
     struct sc_jwt_keys *k = keys(false, jwtv_rsa_other_pub);
-    struct sc_jwt_keys *s =
-        sc_jwt_keys_new((const uint8_t *)"other", 5, NULL, 0, NULL, 0);
+    static const char other[] =
+        "another secret, 64 bytes long: long enough for HS512 tokens.....";
+    struct sc_jwt_keys *s = sc_jwt_keys_new((const uint8_t *)other,
+                                            sizeof(other) - 1, NULL, 0, NULL,
+                                            0);
 
+    ck_assert_int_eq(sizeof(other) - 1, 64);
     ck_verify(verify(k, vec("node_rs256")), SC_JWT_ESIG, "signature mismatch");
     ck_verify(verify(s, vec("node_hs256")), SC_JWT_ESIG, "signature mismatch");
     ck_verify(verify(s, vec("ossl_hs512")), SC_JWT_ESIG, "signature mismatch");
     sc_jwt_keys_free(s);
     sc_jwt_keys_free(k);
+}
+END_TEST
+
+/*
+ * RFC 7518 section 3.2: an HMAC key at least as long as the hash.  A
+ * 32-byte secret verifies HS256 but refuses HS384 and HS512 tokens, even
+ * ones it signed itself, before any MAC is compared.
+ */
+START_TEST(hmac_secret_shorter_than_the_hash)
+{
+    static const char k32[] = "0123456789abcdef0123456789abcdef";
+    static const char k48[] =
+        "0123456789abcdef0123456789abcdef0123456789abcdef";
+    struct sc_jwt_keys *s = sc_jwt_keys_new((const uint8_t *)k32,
+                                            sizeof(k32) - 1, NULL, 0, NULL,
+                                            0);
+    struct sc_jwt_keys *m = sc_jwt_keys_new((const uint8_t *)k48,
+                                            sizeof(k48) - 1, NULL, 0, NULL,
+                                            0);
+
+    ck_verify(verify(s, vec("ossl_hs384")), SC_JWT_EALG,
+              "secret shorter than the hash of this algorithm");
+    ck_verify(verify(s, vec("ossl_hs512")), SC_JWT_EALG,
+              "secret shorter than the hash of this algorithm");
+    ck_verify(verify(m, vec("ossl_hs512")), SC_JWT_EALG,
+              "secret shorter than the hash of this algorithm");
+    /* long enough: reaches the MAC (another key's token: a mismatch) */
+    ck_verify(verify(s, vec("node_hs256")), SC_JWT_ESIG, "signature mismatch");
+    ck_verify(verify(m, vec("ossl_hs384")), SC_JWT_ESIG, "signature mismatch");
+    sc_jwt_keys_free(m);
+    sc_jwt_keys_free(s);
 }
 END_TEST
 
@@ -1344,6 +1379,7 @@ jwt_suite(void)
     tcase_add_loop_test(algs, alg_must_fit_key, 0, N_EXT);
     tcase_add_test(algs, cert_pem_verifies_rs256);
     tcase_add_test(algs, wrong_key_of_right_kind);
+    tcase_add_test(algs, hmac_secret_shorter_than_the_hash);
     suite_add_tcase(s, algs);
 
     tcase_add_checked_fixture(tamper, NULL, teardown);
