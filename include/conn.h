@@ -22,6 +22,7 @@
 
 #include "ws_frame.h"
 
+struct sc_jwt_claims;
 struct sc_worker;
 struct sc_wevent;
 
@@ -101,9 +102,8 @@ struct sc_conn {
     uint64_t user_key;                   /* hash of the user id */
     int64_t exp;                         /* token expiry, 0 none */
     uint64_t jti_hash;                   /* 0 if the token has no jti */
-    uint64_t *allowed;                   /* token's events claim, owned */
-    uint32_t nallowed;
-    bool has_allowed;
+    struct sc_jwt_claims *claims;        /* the token's, kept only when
+                                            it limits the events: owned */
     struct sc_sub *subs; /* owned */
     struct sc_ws_parser parser;
 };

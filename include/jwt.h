@@ -25,7 +25,6 @@
 /* Longest user and jti claim kept, in bytes (longer: SC_JWT_ECLAIM). */
 #define SC_JWT_MAX_CLAIM 128
 /* Event ids of the "events" claim are positive and below this. */
-#define SC_JWT_MAX_EVENT_ID 9007199254740992ULL /* 2^53 */
 
 /*
  * Results of sc_jwt_verify().  The -1xx codes refuse the token before or at

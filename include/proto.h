@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SC_PROTO_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
 #define SC_PROTO_MSG_MAX 640 /* room for any server message */
 
 enum sc_msg_type {

@@ -64,8 +64,6 @@
 #define SC_WS_TOKEN_MAX 4096
 /* Length of a Sec-WebSocket-Accept value (base64 of 20 bytes). */
 #define SC_WS_ACCEPT_LEN 28
-/* Largest eventId: 2^53 - 1, exact in a JavaScript number. */
-#define SC_WS_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
 
 enum sc_route {
     SC_ROUTE_NONE,     /* 404, 405, or 400 for a bad /ws/ path */

@@ -306,7 +306,10 @@ sc_conn_free(struct sc_conn *c)
     outq_clear(c);
     free(c->in);
     free(c->msg);
-    free(c->allowed);
+    if (c->claims != NULL) {
+        sc_jwt_claims_fini(c->claims);
+        free(c->claims);
+    }
     close(c->fd);
     sc_worker_conn_removed(w, c);
     free(c);
@@ -723,20 +726,6 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
 /* ------------------------------------------------------------------ */
 /* Client protocol                                                      */
 
-static bool
-event_allowed(const struct sc_conn *c, uint64_t id)
-{
-    if (!c->has_allowed) {
-        return true;
-    }
-    for (uint32_t i = 0; i < c->nallowed; i++) {
-        if (c->allowed[i] == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static int
 send_error(struct sc_conn *c, enum sc_proto_server_err e, uint64_t id)
 {
@@ -756,7 +745,7 @@ subscribe(struct sc_conn *c, uint64_t id, bool quiet)
     struct sc_event_state st;
     char msg[SC_PROTO_MSG_MAX];
 
-    if (!event_allowed(c, id)) {
+    if (!sc_jwt_claims_allows_event(c->claims, id)) {
         return send_error(c, SC_PERR_FORBIDDEN, id);
     }
     e = sc_registry_event_find(w->reg, (int64_t)id);
@@ -1095,14 +1084,20 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
     struct sc_worker *w = c->w;
     char msg[SC_PROTO_MSG_MAX], cid[48];
 
+    if (cl->has_events) {
+        /* the events claim is checked on every subscribe */
+        c->claims = malloc(sizeof(*c->claims));
+        if (c->claims == NULL) {
+            sc_conn_free(c);
+            return -1;
+        }
+        *c->claims = *cl;
+        cl->events = NULL; /* now the connection's */
+    }
     c->flags |= SC_CONN_AUTHED;
     c->phase = SC_CONN_WS;
     c->exp = cl->exp;
     c->jti_hash = cl->jti[0] ? sc_registry_hash_str(cl->jti) : 0;
-    c->has_allowed = cl->has_events;
-    c->allowed = cl->events;
-    c->nallowed = (uint32_t)cl->nevents;
-    cl->events = NULL; /* now the connection's */
     c->deadline_ms = sc_mono_ms() + (uint64_t)w->cfg->ping_interval * 1000;
     sc_conn_schedule(c); /* now also the token's expiry */
     atomic_fetch_add_explicit(&w->slot->clients, 1, RELAXED);
@@ -1137,7 +1132,12 @@ over_connection_limit(struct sc_conn *c)
     return t.clients >= c->w->cfg->max_connections;
 }
 
-/* The request head is complete: answer it.  Returns -1 if c was freed. */
+/*
+ * The request head is complete: answer it.  Returns 0 when c is now a
+ * WebSocket session (frames sent behind the request may be fed to it), 1
+ * when it is closing, -1 when it was answered with its last bytes or was
+ * freed: then nothing more may be read into it.
+ */
 static int
 handle_request(struct sc_conn *c, const struct sc_http_req *req)
 {

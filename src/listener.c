@@ -32,9 +32,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "config.h"
 #include "log.h"
-#include "master.h"
 #include "notify_msg.h"
 #include "proc.h"
 #include "proto.h"

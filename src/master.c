@@ -9,7 +9,9 @@
  * - Connections go to the worker with the least load, where load is the
  *   worker's open connections plus the fds sent to it that it has not yet
  *   taken off its channel.  A full channel is skipped; when every channel
- *   is full the connection is closed and counted (never block accepting).
+ *   is full the connection is held and accepting stops until a worker
+ *   has room, so that a burst waits in the listen backlog (never block,
+ *   never drop; one held past HOLD_MAX_MS is closed and counted).
  * - A child that dies is reaped, its share of the registry repaired, and
  *   it is respawned; one that keeps dying young is respawned with a
  *   growing delay (100 ms doubling up to 5 s).
@@ -17,6 +19,7 @@
  *   child's share, and a few master-only counters in the header.
  */
 #include "master.h"
+#include "child.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -234,8 +237,7 @@ close_listeners(struct master *m)
 
 /* In a child: close every descriptor of the master's that it does not own. */
 static void
-child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
-                int keep_wake)
+child_close_fds(struct master *m, bool keep_wakes, int keep_wake)
 {
     for (size_t i = 0; i < m->nlisten; i++) {
         if (m->lfd[i] >= 0) {
@@ -253,7 +255,6 @@ child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
             close(m->wake_fds[w]);
         }
     }
-    (void)keep_chan;
 }
 
 static void
@@ -295,7 +296,7 @@ spawn_worker(struct master *m, unsigned w)
     }
     if (pid == 0) {
         close(pair[0]);
-        child_close_fds(m, pair[1], false, m->wake_fds[w]);
+        child_close_fds(m, false, m->wake_fds[w]);
         if (sc_proc_child_init(m->self) != 0) {
             _exit(0);
         }
@@ -328,7 +329,7 @@ spawn_listener(struct master *m)
         return -1;
     }
     if (pid == 0) {
-        child_close_fds(m, -1, true, -1);
+        child_close_fds(m, true, -1);
         if (sc_proc_child_init(m->self) != 0) {
             _exit(0);
         }

@@ -24,11 +24,11 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "child.h"
 #include "config.h"
 #include "conn.h"
 #include "jwt.h"
 #include "log.h"
-#include "master.h"
 #include "proc.h"
 #include "proto.h"
 #include "registry.h"
