@@ -2,7 +2,7 @@
  * notify_msg.h - parse one NOTIFY payload from the booking database
  *
  * The triggers of sql/notify.sql send, on the seatcast channel, one JSON
- * object per change (SPEC section 7):
+ * object per change (PROTOCOL.md section 7):
  *
  *   {"type":"booking_created","eventId":12,"availableSeats":44,
  *    "seatCapacity":100,"version":17,"ts":1731321000000}

@@ -4,8 +4,8 @@
  * Pure: works on a request parsed by http_req, writes into caller buffers,
  * uses libcrypto for SHA-1 and nothing else outside this tree.  Called by
  * the worker's connection glue once sc_http_parse() has returned a head:
- * sc_ws_handshake_check() decides the answer (SPEC section 2), then the
- * glue writes sc_ws_handshake_response() for 101, or
+ * sc_ws_handshake_check() decides the answer (docs/PROTOCOL.md section 2),
+ * then the glue writes sc_ws_handshake_response() for 101, or
  * sc_ws_handshake_error_response() for an error, or its own /healthz and
  * /metrics body with sc_http_response().
  *
@@ -35,9 +35,9 @@
  *      without Origin passes: non-browser clients send none)
  * (libcrypto failing to compute the accept key gives 500.)
  *
- * Token (only on 101; SPEC section 2): the query parameter "token" (an
- * empty value counts as absent), else "Authorization: Bearer <jwt>"
- * (scheme case-insensitive; another scheme counts as absent), else the
+ * Token (only on 101; docs/PROTOCOL.md section 2): the query parameter
+ * "token" (an empty value counts as absent), else "Authorization: Bearer
+ * <jwt>" (scheme case-insensitive; another scheme counts as absent), else the
  * subprotocol "bearer.<jwt>" offered in Sec-WebSocket-Protocol together
  * with "seatcast.v1" (several header lines and lists are merged; the first
  * bearer entry wins).  The bytes are copied, not checked: that is jwt's

@@ -5,7 +5,7 @@
  *   HTTP     bytes accumulate in `in` until sc_http_parse() has a head;
  *            /healthz and /metrics are answered, errors get their status,
  *            a valid upgrade gets 101 (and, without a valid token, one
- *            close frame 1008: SPEC section 3).
+ *            close frame 1008: PROTOCOL.md section 3).
  *   WS       input is read into the worker's scratch buffer and fed to the
  *            frame parser; text messages go to the client protocol.
  *   CLOSING  our close frame is queued; waiting for the peer's (2 s).

@@ -95,7 +95,7 @@ static const struct jwt_alg jwt_algs[] = {
     {"ES384", JWT_EC, EVP_sha384, 48, NID_secp384r1},
 };
 
-/* User claims, in order of preference (SPEC section 3). */
+/* User claims, in order of preference (PROTOCOL.md section 3). */
 static const char *const jwt_user_names[] = {"sub", "userId", "id"};
 
 struct sc_jwt_keys {

@@ -448,7 +448,7 @@ get_type(const struct slot *s, enum sc_notify_type *type, const char **reason)
     return fail(reason, field_desc[F_TYPE].range, SC_NOTIFY_ETYPE);
 }
 
-/* eventId: a JSON integer, or a string of digits (SPEC section 4). */
+/* eventId: a JSON integer, or a string of digits (PROTOCOL.md section 7) */
 static int
 get_event_id(const struct slot *s, uint64_t *id, const char **reason)
 {

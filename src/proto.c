@@ -1,11 +1,12 @@
 /*
- * proto.c - client protocol messages (see proto.h, SPEC section 4)
+ * proto.c - client protocol messages (see proto.h, docs/PROTOCOL.md
+ * section 4)
  *
- * Parsing uses cJSON and accepts exactly what the SPEC allows: an object
+ * Parsing uses cJSON and accepts exactly what the protocol allows: an object
  * with a string `type`, and for (un)subscribe an `eventId` that is a
  * positive integer below 2^53, as a JSON number or a string of digits.
  * Encoding is done with snprintf into the caller's buffer: every server
- * message is small and its field order is fixed by the SPEC, which a
+ * message is small and its field order is fixed by the protocol, which a
  * generic JSON printer would not guarantee.
  */
 #include "proto.h"
