@@ -25,8 +25,6 @@ struct sc_child_ctx {
     const int *wake_fds;         /* listener: every worker's eventfd */
     unsigned nworkers;
     pid_t master;
-    int argc;     /* argv copy, for SIGHUP re-reading */
-    char **argv;
 };
 
 #endif /* SC_CHILD_H */

@@ -8,8 +8,8 @@
  * ("--workers: not a number: \"x\"" or "FILE:LINE: unknown option \"foo\"")
  * into a caller buffer, for main() to print and exit 2.
  *
- * Called by main() in the master, before any fork, and again on SIGHUP
- * (reload).  The struct is plain data owned by its caller: no pointer in it
+ * Called by main() in the master, before any fork, and again by the
+ * master on SIGHUP (reload.c).  The struct is plain data owned by its caller: no pointer in it
  * points into argv or into the file text.
  */
 #ifndef SC_CONFIG_H

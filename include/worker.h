@@ -54,13 +54,13 @@ struct sc_wevent {
 
 struct sc_worker {
     const struct sc_child_ctx *ctx;
-    struct sc_config *cfg;   /* own copy, replaced on SIGHUP */
+    struct sc_config *cfg;   /* own copy, replaced on reload */
     struct sc_registry *reg;
     struct sc_worker_slot *slot;
     unsigned index;
     struct event_base *base;
     struct event *ev_channel, *ev_wake, *ev_tick;
-    struct event *ev_term, *ev_int, *ev_hup;
+    struct event *ev_term, *ev_int;
     struct sc_conn *conns; /* every connection */
     uint64_t nconns;
     struct sc_wevent **events; /* hash of followed events */

@@ -8,7 +8,8 @@
  *   one shared frame queued to every subscriber;
  * - a one-second tick: heartbeat, timeouts and pings of every connection
  *   (one timer for the worker, none per connection), ring catch-up;
- * - SIGTERM/SIGINT (graceful stop, 1001 to every client), SIGHUP (reload).
+ * - SIGTERM/SIGINT (graceful stop, 1001 to every client); the reloaded
+ *   configuration comes over the channel from the master (reload.h).
  *
  * It never blocks: sockets are non-blocking, the registry is lock-free.
  */
@@ -32,7 +33,7 @@
 #include "proc.h"
 #include "proto.h"
 #include "registry.h"
-#include "secret.h"
+#include "reload.h"
 
 #define CHANNEL_BATCH 512
 #define RELAXED memory_order_relaxed
@@ -561,6 +562,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 /* Channel, tick, signals                                               */
 
 static void begin_stop(struct sc_worker *w);
+static void apply_reload(struct sc_worker *w, int fd);
 
 static void
 on_channel(evutil_socket_t fd, short what, void *arg)
@@ -581,6 +583,13 @@ on_channel(evutil_socket_t fd, short what, void *arg)
                    rc == SC_CHANNEL_EOF ? "closed" : "failed");
             begin_stop(w);
             return;
+        }
+        if (msg.type == SC_CHANNEL_RELOAD) {
+            if (cfd >= 0) {
+                apply_reload(w, cfd);
+                close(cfd);
+            }
+            continue;
         }
         atomic_fetch_add_explicit(&w->slot->fds_received, 1, RELAXED);
         if (cfd < 0) {
@@ -695,45 +704,37 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     begin_stop(arg);
 }
 
+/*
+ * The configuration and keys the master reloaded on SIGHUP, as the
+ * snapshot it checked (reload.h): for the connections that follow.
+ */
 static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+apply_reload(struct sc_worker *w, int fd)
 {
-    struct sc_worker *w = arg;
-    struct sc_config *fresh = malloc(sizeof(*fresh));
+    struct sc_reload r;
     struct sc_jwt_keys *keys;
     char err[512];
 
-    (void)sig;
-    (void)what;
-    if (fresh == NULL) {
-        return;
-    }
-    sc_config_defaults(fresh, sc_proc_ncpu());
-    if (sc_config_parse_argv(fresh, w->ctx->argc, w->ctx->argv, err,
-                             sizeof(err)) != 0 ||
-        sc_config_finish(fresh, err, sizeof(err)) != 0) {
+    if (sc_reload_unpack(fd, &r, err, sizeof(err)) != 0) {
         sc_log(SC_LOG_ERR, "reload failed, keeping the running "
                "configuration: %s", err);
-        free(fresh);
         return;
     }
-    keys = sc_secret_load_keys(fresh, err, sizeof(err));
+    keys = sc_reload_keys(&r, err, sizeof(err));
     if (keys == NULL) {
         sc_log(SC_LOG_ERR, "reload failed, keeping the running keys: %s",
                err);
-        free(fresh);
+        sc_reload_fini(&r);
         return;
     }
-    /* settings fixed at start stay: listeners, workers, registry size */
-    fresh->workers = w->cfg->workers;
-    fresh->max_events = w->cfg->max_events;
-    snprintf(fresh->shm_name, sizeof(fresh->shm_name), "%s",
-             w->cfg->shm_name);
     sc_jwt_keys_free(w->keys);
     w->keys = keys;
     free(w->cfg);
-    w->cfg = fresh;
-    sc_log_init(fresh->log_level, fresh->log_format == SC_LOG_FORMAT_JSON);
+    w->cfg = r.cfg;
+    r.cfg = NULL;
+    sc_reload_fini(&r);
+    sc_log_init(w->cfg->log_level,
+                w->cfg->log_format == SC_LOG_FORMAT_JSON);
     sc_log(SC_LOG_INFO, "configuration and keys reloaded");
 }
 
@@ -779,9 +780,8 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
     w->ev_tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->ev_term = evsignal_new(w->base, SIGTERM, on_stop_signal, w);
     w->ev_int = evsignal_new(w->base, SIGINT, on_stop_signal, w);
-    w->ev_hup = evsignal_new(w->base, SIGHUP, on_hup, w);
     if (w->ev_channel == NULL || w->ev_wake == NULL || w->ev_tick == NULL ||
-        w->ev_term == NULL || w->ev_int == NULL || w->ev_hup == NULL) {
+        w->ev_term == NULL || w->ev_int == NULL) {
         return -1;
     }
     event_add(w->ev_channel, NULL);
@@ -789,7 +789,8 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
     event_add(w->ev_tick, &one);
     event_add(w->ev_term, NULL);
     event_add(w->ev_int, NULL);
-    event_add(w->ev_hup, NULL);
+    /* reloads come from the master over the channel (apply_reload) */
+    signal(SIGHUP, SIG_IGN);
     return 0;
 }
 
@@ -800,7 +801,7 @@ worker_fini(struct sc_worker *w)
         sc_conn_free(w->conns);
     }
     struct event *evs[] = {w->ev_channel, w->ev_wake, w->ev_tick,
-                           w->ev_term,    w->ev_int,  w->ev_hup};
+                           w->ev_term,    w->ev_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);
