@@ -762,10 +762,6 @@ sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash)
 /* ------------------------------------------------------------------ */
 /* Repair and totals                                                    */
 
-#define FOLD(field)                                                            \
-    atomic_fetch_add_explicit(&h->retired_##field,                             \
-                              atomic_exchange(&s->field, 0), RELAXED)
-
 /* Sum of an event's per-worker subscriber counts. */
 static uint32_t
 subs_sum(const struct sc_registry *reg, struct sc_event_entry *e)
@@ -846,18 +842,12 @@ sc_registry_repair_worker(struct sc_registry *reg, unsigned w)
         atomic_store(&u->per[w], 0);
         fix32(&u->total, atomic_load(&u->total), user_sum(reg, u));
     }
-    FOLD(handshakes);
-    FOLD(handshake_failures);
-    FOLD(auth_failures);
-    FOLD(messages_sent);
-    FOLD(bytes_sent);
-    FOLD(messages_received);
-    FOLD(connections_total);
-    FOLD(slow_consumers);
-    FOLD(rate_limited);
-    FOLD(resyncs);
-    FOLD(lat_count);
-    FOLD(lat_sum_us);
+    /* the dead worker's counters live on in the retired totals */
+#define SC_X(field, metric, help, stats)                                       \
+    atomic_fetch_add_explicit(&h->retired_##field,                             \
+                              atomic_exchange(&s->field, 0), RELAXED);
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     for (int i = 0; i < SC_LAT_BUCKETS; i++) {
         atomic_fetch_add_explicit(&h->retired_lat_buckets[i],
                                   atomic_exchange(&s->lat_buckets[i], 0),
@@ -961,16 +951,10 @@ sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t)
     struct sc_shm_header *m = (struct sc_shm_header *)(uintptr_t)h;
 
     memset(t, 0, sizeof(*t));
-    t->handshakes = atomic_load(&m->retired_handshakes);
-    t->handshake_failures = atomic_load(&m->retired_handshake_failures);
-    t->auth_failures = atomic_load(&m->retired_auth_failures);
-    t->messages_sent = atomic_load(&m->retired_messages_sent);
-    t->bytes_sent = atomic_load(&m->retired_bytes_sent);
-    t->messages_received = atomic_load(&m->retired_messages_received);
-    t->connections_total = atomic_load(&m->retired_connections_total);
-    t->slow_consumers = atomic_load(&m->retired_slow_consumers);
-    t->rate_limited = atomic_load(&m->retired_rate_limited);
-    t->resyncs = atomic_load(&m->retired_resyncs);
+#define SC_X(field, metric, help, stats)                                       \
+    t->field = atomic_load(&m->retired_##field);
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     for (unsigned w = 0; w < h->nworkers; w++) {
         struct sc_worker_slot *s = sc_registry_worker(reg, w);
         if (atomic_load(&s->state) == SC_STATE_RUNNING) {
@@ -979,16 +963,9 @@ sc_registry_totals(const struct sc_registry *reg, struct sc_totals *t)
         t->connections += atomic_load(&s->connections);
         t->clients += atomic_load(&s->clients);
         t->subscriptions += atomic_load(&s->subscriptions);
-        t->connections_total += atomic_load(&s->connections_total);
-        t->handshakes += atomic_load(&s->handshakes);
-        t->handshake_failures += atomic_load(&s->handshake_failures);
-        t->auth_failures += atomic_load(&s->auth_failures);
-        t->messages_sent += atomic_load(&s->messages_sent);
-        t->bytes_sent += atomic_load(&s->bytes_sent);
-        t->messages_received += atomic_load(&s->messages_received);
-        t->slow_consumers += atomic_load(&s->slow_consumers);
-        t->rate_limited += atomic_load(&s->rate_limited);
-        t->resyncs += atomic_load(&s->resyncs);
+#define SC_X(field, metric, help, stats) t->field += atomic_load(&s->field);
+        SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     }
 }
 

@@ -62,12 +62,13 @@ struct sc_ring_msg {
     uint8_t frame[SC_SHM_FRAME_MAX];
 };
 
-/* Sums over live worker slots and retired totals. */
+/* Sums over live worker slots and retired totals: the gauges, then one
+ * field per counter of sc_counters.h. */
 struct sc_totals {
     uint64_t connections, clients, subscriptions;
-    uint64_t connections_total, handshakes, handshake_failures;
-    uint64_t auth_failures, messages_sent, bytes_sent, messages_received;
-    uint64_t slow_consumers, rate_limited, resyncs;
+#define SC_X(field, metric, help, stats) uint64_t field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     unsigned workers_running;
 };
 

@@ -63,8 +63,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sc_counters.h"
+
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 4u
+#define SC_SHM_VERSION 5u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -142,19 +144,11 @@ struct sc_shm_header {
     _Atomic uint64_t users_used;    /* workers: user keys claimed */
     _Atomic uint64_t revoked_used;  /* listener: jti hashes stored */
 
-    /* counters of dead workers, folded in by the master on repair */
-    _Atomic uint64_t retired_handshakes;
-    _Atomic uint64_t retired_handshake_failures;
-    _Atomic uint64_t retired_auth_failures;
-    _Atomic uint64_t retired_messages_sent;
-    _Atomic uint64_t retired_bytes_sent;
-    _Atomic uint64_t retired_messages_received;
-    _Atomic uint64_t retired_connections_total;
-    _Atomic uint64_t retired_slow_consumers;
-    _Atomic uint64_t retired_rate_limited;
-    _Atomic uint64_t retired_resyncs;
-    _Atomic uint64_t retired_lat_count;
-    _Atomic uint64_t retired_lat_sum_us;
+    /* counters of dead workers, folded in by the master on repair: one
+     * retired_<field> per row of sc_counters.h */
+#define SC_X(field, metric, help, stats) _Atomic uint64_t retired_##field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS];
     _Atomic uint64_t worker_restarts; /* master */
     _Atomic uint64_t listener_restarts; /* master */
@@ -172,19 +166,10 @@ struct sc_worker_slot {
     _Atomic uint64_t clients;        /* upgraded, authenticated */
     _Atomic uint64_t subscriptions;  /* (connection, event) pairs */
     _Atomic uint64_t ring_seq;       /* next ring sequence to consume */
-    /* counters */
-    _Atomic uint64_t connections_total;
-    _Atomic uint64_t handshakes;
-    _Atomic uint64_t handshake_failures;
-    _Atomic uint64_t auth_failures;
-    _Atomic uint64_t messages_sent;
-    _Atomic uint64_t bytes_sent;
-    _Atomic uint64_t messages_received;
-    _Atomic uint64_t slow_consumers;
-    _Atomic uint64_t rate_limited;
-    _Atomic uint64_t resyncs;
-    _Atomic uint64_t lat_count;
-    _Atomic uint64_t lat_sum_us;
+    /* counters: one field per row of sc_counters.h */
+#define SC_X(field, metric, help, stats) _Atomic uint64_t field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     _Atomic uint64_t lat_buckets[SC_LAT_BUCKETS]; /* cumulative-free counts */
 };
 
