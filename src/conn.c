@@ -34,6 +34,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "frame.h"
 #include "healthz.h"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "registry.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)

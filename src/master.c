@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "config.h"
 #include "jwt.h"
 #include "listener.h"

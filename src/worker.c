@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "child.h"
 #include "config.h"
 #include "conn.h"

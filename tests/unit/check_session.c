@@ -12,7 +12,7 @@
 #include "http_req.h"
 #include "jwt.h"
 
-#define SECRET "check-session-secret-0123456789"
+#define SECRET "check-session-secret-0123456789-0123456789-0123456789-0123456789"
 #define WALL 1769882700123ULL /* 2026-01-31T18:05:00.123Z */
 #define T0 1000000ULL         /* a monotonic start */
 
