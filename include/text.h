@@ -24,9 +24,9 @@ bool sc_ascii_ieq(const char *a, size_t alen, const char *b, size_t blen);
 
 /*
  * Writes the NUL-terminated s, escaped as the inside of a JSON string
- * (quote, backslash and control characters), at out + pos.  Stops before a
- * character that would leave fewer than 8 bytes free, so that the caller
- * always has room for the closing quote and NUL.  Returns the new position
+ * (quote, backslash and control characters), at out + pos.  A character
+ * is written only while 8 bytes are free (its escape takes 6 at most), so
+ * an escape is never cut and the caller keeps room to close the string.  Returns the new position
  * and sets *whole (if not NULL) to whether all of s was written; out[pos]
  * is NUL whenever pos < cap.
  */
