@@ -5,6 +5,8 @@
  * Process code: no WebSocket, no PostgreSQL.  Both ends are non-blocking;
  * a full channel is a state (SC_CHANNEL_AGAIN), not an error, so the
  * master can skip a busy worker without ever blocking its accept loop.
+ * The same channel carries the configuration reloaded on SIGHUP, in order
+ * with the connections.
  */
 #ifndef SC_CHANNEL_H
 #define SC_CHANNEL_H
@@ -18,11 +20,12 @@
 
 /* What the master says with each fd. */
 struct sc_channel_msg {
-    uint32_t type;   /* SC_CHANNEL_CONN */
-    uint32_t listen; /* index of the listener that accepted it */
+    uint32_t type;   /* SC_CHANNEL_CONN or SC_CHANNEL_RELOAD */
+    uint32_t listen; /* CONN: index of the listener that accepted it */
 };
 
-#define SC_CHANNEL_CONN 1
+#define SC_CHANNEL_CONN 1   /* fd: an accepted client connection */
+#define SC_CHANNEL_RELOAD 2 /* fd: the reload snapshot (reload.h) */
 
 /* Creates a non-blocking, close-on-exec pair: fds[0] master, fds[1] child.
  * Returns 0 or -1 with errno set. */

@@ -1,14 +1,15 @@
 /*
  * config.h - seatcast configuration: command line and config file
  *
- * One struct sc_config holds every option of SPEC section 8.  It is filled
- * from defaults, then the config file (-c FILE), then the command line, which
- * wins.  Parsing never logs and never exits: errors are written as one line
+ * One struct sc_config holds every option of seatcast(8) (docs/PROTOCOL.md
+ * section 8).  It is filled from defaults, then the config file (-c FILE),
+ * then the command line, which wins.  Parsing never logs and never exits:
+ * errors are written as one line
  * ("--workers: not a number: \"x\"" or "FILE:LINE: unknown option \"foo\"")
  * into a caller buffer, for main() to print and exit 2.
  *
- * Called by main() in the master, before any fork, and again on SIGHUP
- * (reload).  The struct is plain data owned by its caller: no pointer in it
+ * Called by main() in the master, before any fork, and again by the
+ * master on SIGHUP (reload.c).  The struct is plain data owned by its caller: no pointer in it
  * points into argv or into the file text.
  */
 #ifndef SC_CONFIG_H
@@ -72,7 +73,7 @@ struct sc_config {
 };
 
 /*
- * Fills cfg with the defaults of SPEC section 8.  ncpu is the number of
+ * Fills cfg with the defaults of seatcast(8).  ncpu is the number of
  * CPUs (the default of --workers), passed in so that the module stays pure.
  */
 void sc_config_defaults(struct sc_config *cfg, int ncpu);

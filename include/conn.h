@@ -1,16 +1,23 @@
 /*
- * conn.h - one client connection inside a worker: HTTP request, upgrade,
- * WebSocket frames, the client protocol, the output queue
+ * conn.h - one client connection inside a worker: socket I/O, the HTTP
+ * request and the upgrade, the WebSocket frames, the output queue
  *
  * Loop glue: reads and writes the socket with libevent and hands bytes to
- * the pure modules (http_req, ws_handshake, ws_frame, proto, jwt); it makes
- * no protocol decision of its own.  Only the worker that owns a connection
- * touches it.
+ * the pure modules (http_req, ws_handshake, ws_frame) and the client's
+ * protocol decisions to session.c, carrying out the actions it returns.
+ * Subscriptions are the fan-out's (fanout.h); deadlines are filed in the
+ * timer wheel (wheel.h).  Only the worker that owns a connection touches
+ * it.
+ *
+ * What connections share within a worker is struct sc_conn_env, the one
+ * interface between this module and the worker: the configuration and
+ * keys in force, the registry, the fan-out, the wheel, the list of
+ * connections, the output batching, the read buffer.
  *
  * Memory: an idle WebSocket connection holds its struct (with the frame
  * parser) and its subscriptions, nothing else: input is read into the
- * worker's scratch buffer, output is queued only while the socket is full,
- * and broadcast frames are shared (sc_frame, reference-counted).
+ * shared read buffer, output is queued only while the socket is full, and
+ * broadcast frames are shared (frame.h, reference-counted).
  */
 #ifndef SC_CONN_H
 #define SC_CONN_H
@@ -20,41 +27,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fanout.h"
+#include "session.h"
+#include "wheel.h"
 #include "ws_frame.h"
 
-struct sc_worker;
-struct sc_wevent;
+struct sc_config;
+struct sc_frame;
+struct sc_jwt_keys;
+struct sc_registry;
+struct sc_worker_slot;
+struct event_base;
 
-/* An encoded frame, shared by every connection that queues it. */
-struct sc_frame {
-    uint32_t refs;
-    uint32_t len;
-    int64_t merge_id; /* seat_update of this event: a newer one replaces */
-    uint8_t data[];
-};
-
-/* Returns a frame holding a copy of data with one reference, or NULL. */
-struct sc_frame *sc_frame_new(const void *data, size_t len, int64_t merge_id);
-void sc_frame_release(struct sc_frame *f); /* NULL-safe */
-
-/* A text frame carrying the n bytes of JSON, one reference; NULL if n < 0
- * or out of memory. */
-struct sc_frame *sc_frame_text(const char *json, long n, int64_t merge_id);
+#define SC_CONN_SCRATCH 65536     /* the shared read buffer */
+#define SC_CONN_FREE_Q_MAX 65536  /* recycled output queue nodes kept */
 
 /* One queued output frame. */
 struct sc_outq {
     struct sc_outq *next;
     struct sc_frame *frame; /* one reference, owned */
     uint32_t off;           /* bytes of frame already written */
-};
-
-/* One (connection, event) subscription. */
-struct sc_sub {
-    struct sc_sub *ev_prev, *ev_next; /* in the event's subscriber list */
-    struct sc_sub *conn_next;         /* in the connection's list */
-    struct sc_conn *conn;
-    struct sc_wevent *ev;
-    int64_t min_version; /* changes up to this one are in its snapshot */
 };
 
 enum sc_conn_phase {
@@ -70,19 +62,40 @@ enum sc_conn_phase {
 #define SC_CONN_WANT_WRITE 0x01 /* write interest registered */
 #define SC_CONN_AUTHED 0x02     /* counted as a client */
 #define SC_CONN_USER 0x04       /* counted in the user table */
-#define SC_CONN_DIRTY 0x08      /* on the worker's flush list */
+#define SC_CONN_DIRTY 0x08      /* on the flush list */
+
+/* What the connections of one worker share (the worker owns it). */
+struct sc_conn_env {
+    const struct sc_config *cfg;    /* in force; replaced on reload */
+    const struct sc_jwt_keys *keys; /* in force; replaced on reload */
+    struct sc_session_limits lim;   /* from cfg */
+    struct sc_registry *reg;
+    struct sc_worker_slot *slot;    /* this worker's */
+    unsigned index;
+    struct event_base *base;
+    struct sc_fanout *fan;
+    struct sc_conn *conns; /* every connection */
+    uint64_t nconns;
+    struct sc_wheel wheel;  /* connections by due second */
+    struct sc_conn *dirty;  /* connections with output to flush */
+    bool batching;          /* queue only; flush at the end of a batch */
+    struct sc_outq *free_q; /* recycled queue nodes, owned */
+    uint32_t nfree_q;
+    uint64_t rand_state;
+    void (*closed)(void *host); /* called after a connection is freed */
+    void *host;
+    uint8_t scratch[SC_CONN_SCRATCH];
+};
 
 struct sc_conn {
-    struct sc_conn *prev, *next; /* worker's list of connections */
-    struct sc_conn *dirty_next;  /* worker's flush list */
-    struct sc_conn *wprev, *wnext; /* worker's timer wheel slot */
-    uint64_t due_s;              /* wheel second it waits in; 0: none */
-    struct sc_worker *w;
+    struct sc_conn *prev, *next; /* env's list of connections */
+    struct sc_conn *dirty_next;  /* env's flush list */
+    struct sc_wheel_node tn;     /* filed at its next deadline */
+    struct sc_conn_env *env;
     struct event ev; /* read, plus write while output is pending */
     int fd;          /* owned */
     uint8_t phase;   /* enum sc_conn_phase */
     uint8_t flags;
-    uint16_t nsubs;
     uint32_t in_len;  /* bytes in `in` */
     uint8_t *in;      /* request head being read, owned, NULL otherwise */
     uint8_t *msg;     /* text message being assembled, owned */
@@ -94,23 +107,31 @@ struct sc_conn {
     uint64_t last_rx_ms;                 /* last frame or byte received */
     uint64_t deadline_ms;                /* CLOSING/FLUSH: give up then;
                                             WS: next ping */
-    uint64_t rate_ms;                    /* token bucket refill time */
-    uint64_t flood_since_ms;             /* first rate_limited, 0 none */
-    uint64_t last_refused_ms;            /* last rate_limited */
-    uint32_t rate_tokens;                /* in thousandths of a message */
     uint64_t user_key;                   /* hash of the user id */
-    int64_t exp;                         /* token expiry, 0 none */
-    uint64_t jti_hash;                   /* 0 if the token has no jti */
-    uint64_t *allowed;                   /* token's events claim, owned */
-    uint32_t nallowed;
-    bool has_allowed;
-    struct sc_sub *subs; /* owned */
+    struct sc_session sess;              /* the client's protocol state */
+    struct sc_follower fol;              /* its subscriptions */
     struct sc_ws_parser parser;
 };
 
+/*
+ * Sets env up for worker `index` (the caller then sets base, fan, closed
+ * and host).  Returns 0.
+ */
+int sc_conn_env_init(struct sc_conn_env *env, const struct sc_config *cfg,
+                     const struct sc_jwt_keys *keys, struct sc_registry *reg,
+                     unsigned index);
+
+/* The configuration and keys in force from now on (reload). */
+void sc_conn_env_set_config(struct sc_conn_env *env,
+                            const struct sc_config *cfg,
+                            const struct sc_jwt_keys *keys);
+
+/* Frees every connection and the recycled queue nodes. */
+void sc_conn_env_fini(struct sc_conn_env *env);
+
 /* Takes ownership of fd (a connected, non-blocking socket). NULL on
  * failure, and then fd has been closed. */
-struct sc_conn *sc_conn_new(struct sc_worker *w, int fd);
+struct sc_conn *sc_conn_new(struct sc_conn_env *env, int fd);
 
 /* Frees everything the connection owns and closes its socket. */
 void sc_conn_free(struct sc_conn *c);
@@ -131,23 +152,20 @@ int sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs,
  * Returns -1 if the connection was freed (the socket failed). */
 int sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason);
 
-/*
- * When the connection's timer is due: timeouts, pings, token expiry.
- * Returns -1 if it freed c, else 0 (the caller reschedules c).
- */
-int sc_conn_tick(struct sc_conn *c, uint64_t now);
+/* Closes (1008 Token revoked) the sessions whose token's jti hash is one
+ * of hashes. */
+void sc_conn_close_revoked(struct sc_conn_env *env, const uint64_t *hashes,
+                           size_t n);
 
-/*
- * Files c in the worker's timer wheel at the second of its next deadline
- * (handshake, ping, silence, token expiry, close).  Called whenever a
- * deadline moves earlier; a later one is found when the slot comes up.
- */
-void sc_conn_schedule(struct sc_conn *c);
+/* Stopping: sessions get the closing handshake with code and reason,
+ * connections still in the request are freed. */
+void sc_conn_close_all(struct sc_conn_env *env, uint16_t code,
+                       const char *reason);
 
-/* Takes c out of the wheel (before it is freed or re-filed). */
-void sc_conn_unschedule(struct sc_conn *c);
+/* Timeouts, pings and token expiry of the connections due by now. */
+void sc_conn_run_timers(struct sc_conn_env *env, uint64_t now);
 
-/* Writes what is queued; called at the end of a broadcast batch. */
-void sc_conn_flush(struct sc_conn *c);
+/* Writes what the connections queued during a batch (env->dirty). */
+void sc_conn_flush_dirty(struct sc_conn_env *env);
 
 #endif /* SC_CONN_H */

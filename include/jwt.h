@@ -4,8 +4,9 @@
  * Pure: no syscalls, no globals, no clock, no logging.  The caller reads the
  * secret file and the public key file, passes the current time, and logs the
  * static reason string this module returns.  Used by workers to check the
- * token of each WebSocket upgrade (SPEC section 3) and by `seatcast token`
- * to mint HS256 tokens.  Needs libcrypto (OpenSSL 3) and cJSON.
+ * token of each WebSocket upgrade (docs/PROTOCOL.md section 3) and by
+ * `seatcast token` to mint HS256 tokens.  Needs libcrypto (OpenSSL 3)
+ * and cJSON.
  *
  * Accepted: HS256/HS384/HS512 with the secret; RS256/RS384/RS512 with an RSA
  * public key (>= 2048 bits); ES256 with a P-256 key and ES384 with a P-384
@@ -32,7 +33,6 @@
 /* Longest user and jti claim kept, in bytes (longer: SC_JWT_ECLAIM). */
 #define SC_JWT_MAX_CLAIM 128
 /* Event ids of the "events" claim are positive and below this. */
-#define SC_JWT_MAX_EVENT_ID 9007199254740992ULL /* 2^53 */
 
 /*
  * Results of sc_jwt_verify().  The -1xx codes refuse the token before or at

@@ -22,7 +22,6 @@ enum sc_log_level {
 /* Sets level, format (0 text, 1 json) and role; the process's own state. */
 void sc_log_init(int level, int json);
 void sc_log_set_role(const char *role);
-const char *sc_log_role(void);
 
 /* Parses "error" "warn" "info" "debug"; -1 if unknown. */
 int sc_log_level_parse(const char *name);

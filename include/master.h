@@ -9,27 +9,8 @@
 #ifndef SC_MASTER_H
 #define SC_MASTER_H
 
-#include <sys/types.h>
-
 struct sc_config;
 struct sc_jwt_keys;
-struct sc_registry;
-
-/* What a child gets from the master (inherited across fork). */
-struct sc_child_ctx {
-    const struct sc_config *cfg; /* the master's snapshot */
-    const struct sc_jwt_keys *keys; /* the master's keys (a child copies
-                                       them at fork: no file is re-read) */
-    struct sc_registry *reg;     /* mapped read-write */
-    unsigned index;              /* worker number */
-    int channel;                 /* worker: its end of the channel */
-    int wake_fd;                 /* worker: its eventfd */
-    const int *wake_fds;         /* listener: every worker's eventfd */
-    unsigned nworkers;
-    pid_t master;
-    int argc;     /* argv copy, for SIGHUP re-reading */
-    char **argv;
-};
 
 /*
  * Runs the master until it stops.  argv is a private copy of the command

@@ -2,7 +2,7 @@
  * notify_msg.h - parse one NOTIFY payload from the booking database
  *
  * The triggers of sql/notify.sql send, on the seatcast channel, one JSON
- * object per change (SPEC section 7):
+ * object per change (PROTOCOL.md section 7):
  *
  *   {"type":"booking_created","eventId":12,"availableSeats":44,
  *    "seatCapacity":100,"version":17,"ts":1731321000000}
@@ -25,9 +25,6 @@
 #define SC_NOTIFY_MAX_PAYLOAD 7999
 /* Longest jti accepted, in bytes (printable ASCII only). */
 #define SC_NOTIFY_JTI_MAX 128
-/* Event ids are positive and below 2^53 (exact in a JavaScript number). */
-#define SC_NOTIFY_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
-
 enum sc_notify_type {
     SC_NOTIFY_BOOKING_CREATED,
     SC_NOTIFY_BOOKING_CANCELLED,
@@ -62,7 +59,7 @@ enum sc_notify_err {
  */
 struct sc_notify {
     enum sc_notify_type type;
-    uint64_t event_id;       /* 1 .. SC_NOTIFY_EVENT_ID_MAX */
+    uint64_t event_id;       /* 1 .. SC_EVENT_ID_MAX (text.h) */
     int32_t available_seats; /* 0 .. seat_capacity */
     int32_t seat_capacity;   /* 0 .. INT32_MAX */
     int64_t version;         /* 0 .. INT64_MAX, valid if has_version */

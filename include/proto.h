@@ -1,11 +1,11 @@
 /*
- * proto.h - seatcast's client protocol (SPEC section 4): parsing client
- * messages and encoding server messages
+ * proto.h - seatcast's client protocol (docs/PROTOCOL.md section 4):
+ * parsing client messages and encoding server messages
  *
  * Pure: caller buffers, cJSON for parsing, no I/O, no clock (timestamps
  * are passed in as epoch milliseconds), no logging.  Encoders write one
- * JSON text with `type` first and `timestamp` last, exactly as the SPEC
- * spells the fields, and return its length or -1 if cap is too small.
+ * JSON text with `type` first and `timestamp` last, exactly as the
+ * protocol spells the fields, and return its length or -1 if cap is too small.
  */
 #ifndef SC_PROTO_H
 #define SC_PROTO_H
@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SC_PROTO_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
 #define SC_PROTO_MSG_MAX 640 /* room for any server message */
 
 enum sc_msg_type {

@@ -4,8 +4,8 @@
  * The HMAC secret comes from --jwt-secret-file (one trailing newline
  * dropped) or the SEATCAST_JWT_SECRET environment variable; the public key
  * from the PEM file --jwt-public-key.  Glue: reads files, never logs.
- * Called by main() (to fail early), by workers at start and on SIGHUP, and
- * by `seatcast token`.
+ * Called by main() (to fail early), by the master on SIGHUP (reload.c) and
+ * by `seatcast token`; the workers never read these files.
  */
 #ifndef SC_SECRET_H
 #define SC_SECRET_H
@@ -25,6 +25,16 @@ struct sc_jwt_keys;
  */
 struct sc_jwt_keys *sc_secret_load_keys(const struct sc_config *cfg,
                                         char *err, size_t errlen);
+
+/*
+ * Reads the key material the configuration names: the secret (*secret,
+ * malloc'd, or NULL when none is configured) and the PEM text (*pem, or
+ * NULL).  At least one is set on success.  Returns 0, or -1 with a message
+ * and nothing held.  The caller wipes the secret and frees both.
+ */
+int sc_secret_read_material(const struct sc_config *cfg, uint8_t **secret,
+                            size_t *secret_len, char **pem, size_t *pem_len,
+                            char *err, size_t errlen);
 
 /*
  * Reads the HMAC secret alone into a malloc'd buffer (*len bytes), or

@@ -3,9 +3,9 @@
  *
  * Pure: no I/O, no allocation, no globals.  The WebSocket parser
  * (ws_frame.c) feeds it text payloads chunk by chunk, across fragments, so
- * that a bad byte is refused as soon as it arrives (RFC 6455 8.1, SPEC
- * section 5: close 1007, failing fast).  Anyone else needing a one-shot
- * check uses sc_utf8_valid().
+ * that a bad byte is refused as soon as it arrives (RFC 6455 8.1,
+ * docs/PROTOCOL.md section 5: close 1007, failing fast).  Anyone else
+ * needing a one-shot check uses sc_utf8_valid().
  *
  * "Fail fast" means the validator refuses the first byte that can no longer
  * begin or continue a valid sequence: a stray continuation byte, C0/C1 and

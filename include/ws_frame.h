@@ -8,7 +8,8 @@
  * events.  It builds its own frames with sc_ws_frame_encode() and
  * sc_ws_close_frame(); server frames are never masked (RFC 6455 5.1).
  *
- * The parser enforces SPEC section 5 and names the close code to send:
+ * The parser enforces docs/PROTOCOL.md section 5 and names the close
+ * code to send:
  *   1002  unmasked frame, RSV bit set, reserved opcode, control frame
  *         fragmented or over 125 bytes, continuation without a message,
  *         new data frame inside a fragmented message, non-minimal or

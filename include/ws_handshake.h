@@ -4,8 +4,8 @@
  * Pure: works on a request parsed by http_req, writes into caller buffers,
  * uses libcrypto for SHA-1 and nothing else outside this tree.  Called by
  * the worker's connection glue once sc_http_parse() has returned a head:
- * sc_ws_handshake_check() decides the answer (SPEC section 2), then the
- * glue writes sc_ws_handshake_response() for 101, or
+ * sc_ws_handshake_check() decides the answer (docs/PROTOCOL.md section 2),
+ * then the glue writes sc_ws_handshake_response() for 101, or
  * sc_ws_handshake_error_response() for an error, or its own /healthz and
  * /metrics body with sc_http_response().
  *
@@ -35,9 +35,9 @@
  *      without Origin passes: non-browser clients send none)
  * (libcrypto failing to compute the accept key gives 500.)
  *
- * Token (only on 101; SPEC section 2): the query parameter "token" (an
- * empty value counts as absent), else "Authorization: Bearer <jwt>"
- * (scheme case-insensitive; another scheme counts as absent), else the
+ * Token (only on 101; docs/PROTOCOL.md section 2): the query parameter
+ * "token" (an empty value counts as absent), else "Authorization: Bearer
+ * <jwt>" (scheme case-insensitive; another scheme counts as absent), else the
  * subprotocol "bearer.<jwt>" offered in Sec-WebSocket-Protocol together
  * with "seatcast.v1" (several header lines and lists are merged; the first
  * bearer entry wins).  The bytes are copied, not checked: that is jwt's
@@ -64,8 +64,6 @@
 #define SC_WS_TOKEN_MAX 4096
 /* Length of a Sec-WebSocket-Accept value (base64 of 20 bytes). */
 #define SC_WS_ACCEPT_LEN 28
-/* Largest eventId: 2^53 - 1, exact in a JavaScript number. */
-#define SC_WS_EVENT_ID_MAX ((UINT64_C(1) << 53) - 1)
 
 enum sc_route {
     SC_ROUTE_NONE,     /* 404, 405, or 400 for a bad /ws/ path */

@@ -1,9 +1,10 @@
 /*
  * registry.h - create, attach, read and repair the shared-memory registry
  *
- * The layout and its concurrency protocol are described in sc_shm.h.  This
- * module maps the segment and offers typed accessors; it never logs (errors
- * go to a caller buffer) and never forks.
+ * The layout and its concurrency protocol are described in sc_shm.h.  The
+ * code is in shm/: segment.c maps the segment and offers typed accessors,
+ * tables.c, ring.c and repair.c the rest; it never logs (errors go to a
+ * caller buffer) and never forks.  The process clocks are clock.h's.
  *
  * Callers: the master creates and repairs; workers and the listener use the
  * mapping inherited across fork(); `seatcast stats` attaches read-only.
@@ -62,12 +63,13 @@ struct sc_ring_msg {
     uint8_t frame[SC_SHM_FRAME_MAX];
 };
 
-/* Sums over live worker slots and retired totals. */
+/* Sums over live worker slots and retired totals: the gauges, then one
+ * field per counter of sc_counters.h. */
 struct sc_totals {
     uint64_t connections, clients, subscriptions;
-    uint64_t connections_total, handshakes, handshake_failures;
-    uint64_t auth_failures, messages_sent, bytes_sent, messages_received;
-    uint64_t slow_consumers, rate_limited, resyncs;
+#define SC_X(field, metric, help, stats) uint64_t field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     unsigned workers_running;
 };
 
@@ -195,9 +197,5 @@ bool sc_registry_is_revoked(const struct sc_registry *reg, uint64_t hash);
 
 /* 64-bit FNV-1a of a NUL-terminated string, never 0 (jti, user ids). */
 uint64_t sc_registry_hash_str(const char *s);
-
-/* Current monotonic and wall clock in milliseconds. */
-uint64_t sc_mono_ms(void);
-uint64_t sc_wall_ms(void);
 
 #endif /* SC_REGISTRY_H */

@@ -23,38 +23,70 @@
  *   | revoked jti set    |  64-bit hashes of revoked token ids
  *   +--------------------+ total_size
  *
- * Concurrency protocol (who writes what; readers never lock):
+ * The code: segment.c (layout, create, attach), tables.c (events, users,
+ * revoked ids), ring.c (the broadcast ring), repair.c (repair, audit,
+ * totals); registry.h is the interface, sc_counters.h the worker
+ * counters.
  *
- * - Header: written by the master while creating the segment, published by
- *   a release store of `ready`.  Afterwards only `shutting_down` (master)
- *   and the `retired_*` totals (master, while repairing a dead worker)
- *   change.
- * - Worker slot w: every field is written by worker w only, with relaxed
- *   atomics, except while worker w is dead: then the master repairs it
- *   (folds its counters into the header's retired totals and zeroes it)
- *   before the respawned worker starts.  Readers: master (load balancing),
- *   other workers (/healthz, /metrics, get_stats), `seatcast stats`.
- * - Listener slot: written by the listener only (master repairs on death).
- * - Event table: an entry's key (`id`) is written once by the listener
- *   (insertions only; deleted events stay as entries with SC_EVENT_DELETED
- *   so probing never breaks).  The seat fields are guarded by the entry's
- *   seqlock `seq` (odd while the listener writes them).  `subs[w]` is
- *   written by worker w (its number of subscriptions to the event) and by
- *   the master while worker w is dead; `subs_total` is the atomic sum of
- *   all subs[w], maintained with fetch_add/fetch_sub by the same writers,
- *   so that 0 <-> 1 transitions are seen exactly once (the distinct-event
- *   gauge in the header).
- * - Ring: written by the listener only.  Slot i of sequence n (i = n mod R)
- *   is a seqlock: seq = 2n+1 while writing, 2n+2 when published; then
- *   `ring_head` (header) = n+1 with a release store.  A reader that finds
- *   another sequence in the slot, before or after copying it, has been
- *   overrun and resynchronises from the event table.
- * - User table: keys are claimed with a compare-and-swap from 0 by any
- *   worker; `total` changes only by atomic CAS within the limit; `per[w]`
- *   is written by worker w and by the master while worker w is dead.
- * - Revoked set: open addressing of 64-bit jti hashes (0 = free), inserted
- *   by the listener only (never removed while the server runs); workers
- *   look a token's jti up at the handshake.
+ * Concurrency protocol.  Readers never lock; every shared field has the
+ * writers named here, and a field written by more than one process is
+ * changed only by atomic read-modify-write (add, CAS), never by a plain
+ * store that could undo another's update.  "Dead w" means: worker w has
+ * been reaped and its successor not yet forked.
+ *
+ * - Header, layout and identity (magic .. listen): the master, while
+ *   creating the segment, before any child exists; then `ready` is
+ *   stored with release, and sc_registry_attach() loads it with acquire
+ *   and refuses a segment without it.  Nobody writes them afterwards.
+ * - shutting_down: the master (graceful stop).  Read by `stats`.
+ * - ring_head: the listener, a release store after the slot is published
+ *   (see Ring).  Read by the workers (acquire) and `stats`.
+ * - events_used, revoked_used: the listener, as it claims an entry.
+ * - users_used: the worker that claims a user key (fetch_add).
+ * - events_watched: the workers, by fetch_add/fetch_sub on the 0 <-> 1
+ *   transitions of an event's subs_total; the master, by CAS, when it
+ *   repairs a dead worker and when its periodic audit finds the gauge
+ *   off from a count of the table (twice, 200 us apart, so not an update
+ *   in flight).  Workers may run during both: the CAS fails if one moved
+ *   the value meanwhile, and the next audit looks again.
+ * - retired_<counter> and retired_lat_buckets: the master only, by
+ *   fetch_add, while repairing dead w (folding w's counters in).
+ * - worker_restarts, listener_restarts, accepted_total, accept_drops:
+ *   the master only.
+ * - Worker slot w: worker w only, relaxed atomics (counters by fetch_add
+ *   on its own slot, gauges by store), except for dead w: the master
+ *   folds its counters into the retired totals (exchange with 0) and
+ *   zeroes its gauges, pid and state before forking the successor.
+ *   Read by the master (load balancing: connections, fds_received),
+ *   every worker (/healthz, /metrics, get_stats, --max-connections) and
+ *   `stats`.
+ * - Listener slot: the listener only, relaxed atomics; the master clears
+ *   pid, state and db_state when the listener is dead.  Read by the
+ *   workers (/healthz, /metrics) and `stats`.
+ * - Event entry: `id` is stored once (release) by the listener, its only
+ *   inserter, after clearing flags (insertions only;
+ *   a deleted event stays an entry with SC_EVENT_DELETED so probing never
+ *   breaks).  flags, available, capacity and version are guarded by the
+ *   entry's seqlock `seq`, odd while the listener writes them; readers
+ *   retry until they see the same even `seq` before and after.  When the
+ *   listener dies inside a write, the master makes an odd `seq` even
+ *   before forking its successor.  subs[w]: worker w, and the master for
+ *   dead w.  subs_total (the sum of subs[]): fetch_add/fetch_sub by the
+ *   same writers, so that its 0 <-> 1 transitions are seen exactly once
+ *   (events_watched); the master recomputes it by CAS on repair and in
+ *   the audit, as for events_watched.
+ * - Ring: the listener only.  Slot i of sequence n (i = n mod R) is a
+ *   seqlock: seq = 2n+1 while writing, 2n+2 when published; then
+ *   ring_head = n+1 with a release store.  A reader that finds another
+ *   sequence in the slot, before or after copying it, has been overrun
+ *   and resynchronises from the event table.
+ * - User entry: `key` is claimed by any worker by CAS from 0, or from an
+ *   idle key (total and every per[] at 0).  `total` changes only by CAS
+ *   within the limit (workers), and by the master's CAS on repair and in
+ *   the audit; per[w]: worker w, and the master for dead w.
+ * - Revoked set: 64-bit jti hashes (0 = free) stored (release) by the
+ *   listener, its only writer, never removed while the server runs; read
+ *   (acquire) by every worker at the handshake.
  */
 #ifndef SC_SHM_H
 #define SC_SHM_H
@@ -63,8 +95,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sc_counters.h"
+
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 4u
+#define SC_SHM_VERSION 6u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -134,27 +168,21 @@ struct sc_shm_header {
     char listen[160]; /* first listener, for display */
 
     /* published state */
-    _Atomic uint32_t ready;         /* master: 1 once filled (release) */
+    _Atomic uint32_t ready;         /* master: 1 once filled (release);
+                                       checked by attach (acquire) */
     _Atomic uint32_t shutting_down; /* master */
     _Atomic uint64_t ring_head;     /* listener: next sequence to write */
     _Atomic uint64_t events_used;   /* listener: entries claimed */
-    _Atomic uint64_t events_watched; /* workers: events with subs_total>0 */
+    _Atomic uint64_t events_watched; /* workers (+/-1), master (CAS: repair,
+                                        audit): events with subs_total>0 */
     _Atomic uint64_t users_used;    /* workers: user keys claimed */
     _Atomic uint64_t revoked_used;  /* listener: jti hashes stored */
 
-    /* counters of dead workers, folded in by the master on repair */
-    _Atomic uint64_t retired_handshakes;
-    _Atomic uint64_t retired_handshake_failures;
-    _Atomic uint64_t retired_auth_failures;
-    _Atomic uint64_t retired_messages_sent;
-    _Atomic uint64_t retired_bytes_sent;
-    _Atomic uint64_t retired_messages_received;
-    _Atomic uint64_t retired_connections_total;
-    _Atomic uint64_t retired_slow_consumers;
-    _Atomic uint64_t retired_rate_limited;
-    _Atomic uint64_t retired_resyncs;
-    _Atomic uint64_t retired_lat_count;
-    _Atomic uint64_t retired_lat_sum_us;
+    /* counters of dead workers, folded in by the master on repair: one
+     * retired_<field> per row of sc_counters.h */
+#define SC_X(field, metric, help, stats) _Atomic uint64_t retired_##field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS];
     _Atomic uint64_t worker_restarts; /* master */
     _Atomic uint64_t listener_restarts; /* master */
@@ -172,19 +200,10 @@ struct sc_worker_slot {
     _Atomic uint64_t clients;        /* upgraded, authenticated */
     _Atomic uint64_t subscriptions;  /* (connection, event) pairs */
     _Atomic uint64_t ring_seq;       /* next ring sequence to consume */
-    /* counters */
-    _Atomic uint64_t connections_total;
-    _Atomic uint64_t handshakes;
-    _Atomic uint64_t handshake_failures;
-    _Atomic uint64_t auth_failures;
-    _Atomic uint64_t messages_sent;
-    _Atomic uint64_t bytes_sent;
-    _Atomic uint64_t messages_received;
-    _Atomic uint64_t slow_consumers;
-    _Atomic uint64_t rate_limited;
-    _Atomic uint64_t resyncs;
-    _Atomic uint64_t lat_count;
-    _Atomic uint64_t lat_sum_us;
+    /* counters: one field per row of sc_counters.h */
+#define SC_X(field, metric, help, stats) _Atomic uint64_t field;
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     _Atomic uint64_t lat_buckets[SC_LAT_BUCKETS]; /* cumulative-free counts */
 };
 
@@ -193,17 +212,12 @@ struct sc_listener_slot {
     _Atomic uint32_t state;         /* enum sc_proc_state */
     _Atomic uint32_t db_state;      /* enum sc_db_state */
     _Atomic uint32_t pad;
-    _Atomic uint64_t heartbeat_ms;
-    _Atomic uint64_t connected_since_ms;
-    _Atomic uint64_t last_notification_ms;
-    _Atomic uint64_t notifications;
-    _Atomic uint64_t malformed;
-    _Atomic uint64_t stale_versions;
-    _Atomic uint64_t unknown_events;
-    _Atomic uint64_t events_full;
-    _Atomic uint64_t reconnects;
-    _Atomic uint64_t snapshots;
-    _Atomic uint64_t revocations;
+    _Atomic uint64_t heartbeat_ms;  /* CLOCK_MONOTONIC ms */
+    _Atomic uint64_t last_notification_ms; /* CLOCK_REALTIME ms */
+    _Atomic uint64_t notifications; /* payloads received */
+    _Atomic uint64_t malformed;     /* payloads refused */
+    _Atomic uint64_t events_full;   /* events the full table could not take */
+    _Atomic uint64_t reconnects;    /* to PostgreSQL */
 };
 
 /* Fixed part of an event entry; subs[nworkers] follows. */
@@ -213,7 +227,7 @@ struct sc_event_entry {
     _Atomic uint32_t flags;      /* SC_EVENT_* */
     _Atomic int32_t available;
     _Atomic int32_t capacity;
-    _Atomic uint32_t subs_total; /* sum of subs[] */
+    _Atomic uint32_t subs_total; /* sum of subs[]; audited by the master */
     _Atomic int64_t version;
     _Atomic uint32_t subs[];     /* per worker */
 };
@@ -237,7 +251,8 @@ struct sc_ring_slot {
 /* Fixed part of a user entry; per[nworkers] follows. */
 struct sc_user_entry {
     _Atomic uint64_t key;   /* 64-bit hash of the user id, 0 = free */
-    _Atomic uint32_t total; /* connections of this user, all workers */
+    _Atomic uint32_t total; /* connections of this user, all workers;
+                               audited by the master */
     _Atomic uint32_t pad;
     _Atomic uint32_t per[]; /* per worker */
 };

@@ -9,7 +9,7 @@
 --                               at start and after every reconnect
 --   seatcast_revoked_tokens     table of revoked JWT ids (jti)
 --   triggers on events, bookings and seatcast_revoked_tokens that NOTIFY
---   one small JSON object per change (SPEC section 7):
+--   one small JSON object per change (PROTOCOL.md section 7):
 --     {"type" : "booking_created", "eventId" : 12, "availableSeats" : 44,
 --      "seatCapacity" : 100, "version" : 17, "ts" : 1731321000000}
 --   type is booking_created, booking_cancelled, seat_update or

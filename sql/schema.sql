@@ -1,5 +1,5 @@
 --
--- schema.sql - seatcast's reference booking schema (SPEC section 7)
+-- schema.sql - seatcast's reference booking schema (PROTOCOL.md section 7)
 --
 -- Two tables: events, whose available_seats is the number seatcast pushes
 -- to browsers, and bookings, one row per reservation.  A booking is made by

@@ -1,8 +1,9 @@
 /*
  * config.c - seatcast configuration: command line and config file
  *
- * Every option of SPEC section 8 is one row of the table `opts` below: its
- * long name (also the config file key), its short letter, the field of
+ * Every option of seatcast(8) (docs/PROTOCOL.md section 8) is one row of
+ * the table `opts` below: its long name (also the config file key), its
+ * short letter, the field of
  * struct sc_config it fills and the setter that reads and checks the text.
  * The command line (getopt_long, long options built from the table) and the
  * config file ("name = value" lines) both end in the same setters, so a
@@ -885,7 +886,7 @@ sc_config_format_listen(const struct sc_listen_addr *a, char *out,
 /* --- defaults and setters ----------------------------------------------- */
 
 /*
- * Fills cfg with the defaults of SPEC section 8; ncpu outside 1..64 is
+ * Fills cfg with the defaults of seatcast(8); ncpu outside 1..64 is
  * clamped.  No listener and no shm name yet: sc_config_finish() adds them
  * once the file and the command line had their say.  Any process may call.
  */

@@ -5,7 +5,8 @@
  *   HTTP     bytes accumulate in `in` until sc_http_parse() has a head;
  *            /healthz and /metrics are answered, errors get their status,
  *            a valid upgrade gets 101 (and, without a valid token, one
- *            close frame 1008: SPEC section 3).
+ *            close frame 1008: PROTOCOL.md section 3).  The decisions
+ *            are session.c's.
  *   WS       input is read into the worker's scratch buffer and fed to the
  *            frame parser; text messages go to the client protocol.
  *   CLOSING  our close frame is queued; waiting for the peer's (2 s).
@@ -27,19 +28,21 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
+#include "frame.h"
 #include "healthz.h"
 #include "http_req.h"
 #include "jwt.h"
 #include "log.h"
 #include "proto.h"
 #include "registry.h"
-#include "worker.h"
 #include "ws_handshake.h"
 
 #define RELAXED memory_order_relaxed
@@ -53,167 +56,158 @@
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
 /* ------------------------------------------------------------------ */
-/* Frames                                                               */
+/* The worker's connections                                             */
 
-struct sc_frame *
-sc_frame_new(const void *data, size_t len, int64_t merge_id)
+int
+sc_conn_env_init(struct sc_conn_env *env, const struct sc_config *cfg,
+                 const struct sc_jwt_keys *keys, struct sc_registry *reg,
+                 unsigned index)
 {
-    struct sc_frame *f;
-
-    if (len > UINT32_MAX - sizeof(*f)) {
-        return NULL;
+    env->reg = reg;
+    env->slot = sc_registry_worker(reg, index);
+    env->index = index;
+    sc_conn_env_set_config(env, cfg, keys);
+    if (getrandom(&env->rand_state, sizeof(env->rand_state), 0) !=
+            (ssize_t)sizeof(env->rand_state) ||
+        env->rand_state == 0) {
+        env->rand_state = sc_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
     }
-    f = malloc(sizeof(*f) + len);
-    if (f == NULL) {
-        return NULL;
-    }
-    f->refs = 1;
-    f->len = (uint32_t)len;
-    f->merge_id = merge_id;
-    memcpy(f->data, data, len);
-    return f;
-}
-
-struct sc_frame *
-sc_frame_text(const char *json, long n, int64_t merge_id)
-{
-    uint8_t hdr[SC_WS_HEADER_MAX];
-    struct sc_frame *f;
-    size_t hl;
-
-    if (n < 0 || (uint64_t)n > UINT32_MAX - sizeof(*f) - sizeof(hdr)) {
-        return NULL;
-    }
-    hl = sc_ws_frame_header(hdr, SC_WS_OP_TEXT, true, (uint64_t)n);
-    f = malloc(sizeof(*f) + hl + (size_t)n);
-    if (f == NULL) {
-        return NULL;
-    }
-    f->refs = 1;
-    f->len = (uint32_t)(hl + (size_t)n);
-    f->merge_id = merge_id;
-    memcpy(f->data, hdr, hl);
-    memcpy(f->data + hl, json, (size_t)n);
-    return f;
+    return 0;
 }
 
 void
-sc_frame_release(struct sc_frame *f)
+sc_conn_env_set_config(struct sc_conn_env *env, const struct sc_config *cfg,
+                       const struct sc_jwt_keys *keys)
 {
-    if (f != NULL && --f->refs == 0) {
-        free(f);
+    env->cfg = cfg;
+    env->keys = keys;
+    env->lim.max_message_rate = cfg->max_message_rate;
+    env->lim.max_subscriptions = cfg->max_subscriptions;
+    env->lim.jwt_leeway = cfg->jwt_leeway;
+    env->lim.jwt_issuer = cfg->jwt_issuer;
+    env->lim.jwt_audience = cfg->jwt_audience;
+}
+
+void
+sc_conn_env_fini(struct sc_conn_env *env)
+{
+    while (env->conns != NULL) {
+        sc_conn_free(env->conns);
     }
+    while (env->free_q != NULL) {
+        struct sc_outq *q = env->free_q;
+        env->free_q = q->next;
+        free(q);
+    }
+    env->nfree_q = 0;
+}
+
+/* A 64-bit random number (xorshift64*, seeded per process). */
+static uint64_t
+env_random(struct sc_conn_env *env)
+{
+    uint64_t x = env->rand_state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    env->rand_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
 }
 
 /*
- * Queue nodes are recycled through the worker's free list: a broadcast
+ * Queue nodes are recycled through the env's free list: a broadcast
  * queues one per subscriber, and malloc/free for each would be the
  * fan-out's main cost after the write itself.
  */
 static struct sc_outq *
-outq_get(struct sc_worker *w)
+outq_get(struct sc_conn_env *env)
 {
-    struct sc_outq *q = w->free_q;
+    struct sc_outq *q = env->free_q;
 
     if (q != NULL) {
-        w->free_q = q->next;
-        w->nfree_q--;
+        env->free_q = q->next;
+        env->nfree_q--;
         return q;
     }
     return malloc(sizeof(*q));
 }
 
 static void
-outq_put(struct sc_worker *w, struct sc_outq *q)
+outq_put(struct sc_conn_env *env, struct sc_outq *q)
 {
-    if (w->nfree_q >= SC_WORKER_FREE_Q_MAX) {
+    if (env->nfree_q >= SC_CONN_FREE_Q_MAX) {
         free(q);
         return;
     }
-    q->next = w->free_q;
-    w->free_q = q;
-    w->nfree_q++;
+    q->next = env->free_q;
+    env->free_q = q;
+    env->nfree_q++;
 }
 
 /* ------------------------------------------------------------------ */
-/* Timer wheel                                                          */
+/* Deadlines                                                            */
 
 /* Monotonic ms of the connection's next deadline. */
 static uint64_t
 next_due_ms(const struct sc_conn *c)
 {
-    const struct sc_config *cfg = c->w->cfg;
-    uint64_t ping_ms = (uint64_t)cfg->ping_interval * 1000, due;
+    const struct sc_conn_env *env = c->env;
+    uint64_t ping_ms = (uint64_t)env->cfg->ping_interval * 1000, due, at;
 
     switch (c->phase) {
     case SC_CONN_HTTP:
-        return c->created_ms + (uint64_t)cfg->handshake_timeout * 1000;
+        return c->created_ms +
+               (uint64_t)env->cfg->handshake_timeout * 1000;
     case SC_CONN_WS:
         due = c->deadline_ms; /* next ping */
         if (c->last_rx_ms + 2 * ping_ms < due) {
             due = c->last_rx_ms + 2 * ping_ms;
         }
-        if (c->exp != 0) {
-            int64_t left = (c->exp + cfg->jwt_leeway) * 1000 -
-                           (int64_t)sc_wall_ms();
-            uint64_t at = sc_mono_ms() + (left > 0 ? (uint64_t)left : 0);
-            if (at < due) {
-                due = at;
-            }
-        }
-        return due;
+        at = sc_session_expiry_due(&c->sess, &env->lim, sc_mono_ms(),
+                                   sc_wall_ms());
+        return at < due ? at : due;
     default:
         return c->deadline_ms;
     }
 }
 
-void
-sc_conn_unschedule(struct sc_conn *c)
+/*
+ * Files c in the wheel at the second of its next deadline (handshake,
+ * ping, silence, token expiry, close).  Called whenever a deadline moves
+ * earlier; a later one is found when the slot comes up.
+ */
+static void
+schedule(struct sc_conn *c)
 {
-    struct sc_worker *w = c->w;
+    sc_wheel_file(&c->env->wheel, &c->tn, next_due_ms(c));
+}
 
-    if (c->due_s == 0) {
-        return;
+static int tick(struct sc_conn *c, uint64_t now);
+
+static void
+on_due(struct sc_wheel_node *n, uint64_t now, void *arg)
+{
+    struct sc_conn *c =
+        (struct sc_conn *)(void *)((char *)n - offsetof(struct sc_conn, tn));
+
+    (void)arg;
+    if (tick(c, now) == 0) {
+        schedule(c);
     }
-    if (c->wprev != NULL) {
-        c->wprev->wnext = c->wnext;
-    } else {
-        w->wheel[c->due_s % SC_WHEEL_SLOTS] = c->wnext;
-    }
-    if (c->wnext != NULL) {
-        c->wnext->wprev = c->wprev;
-    }
-    c->wprev = c->wnext = NULL;
-    c->due_s = 0;
 }
 
 void
-sc_conn_schedule(struct sc_conn *c)
+sc_conn_run_timers(struct sc_conn_env *env, uint64_t now)
 {
-    struct sc_worker *w = c->w;
-    uint64_t s = next_due_ms(c) / 1000;
-    struct sc_conn **slot;
-
-    /* never a second the wheel has already handled */
-    if (s <= w->wheel_s) {
-        s = w->wheel_s + 1;
-    }
-    sc_conn_unschedule(c);
-    slot = &w->wheel[s % SC_WHEEL_SLOTS];
-    c->due_s = s;
-    c->wprev = NULL;
-    c->wnext = *slot;
-    if (*slot != NULL) {
-        (*slot)->wprev = c;
-    }
-    *slot = c;
+    sc_wheel_run(&env->wheel, now, on_due, NULL);
 }
 
 /* ------------------------------------------------------------------ */
 /* Lifecycle                                                            */
 
 struct sc_conn *
-sc_conn_new(struct sc_worker *w, int fd)
+sc_conn_new(struct sc_conn_env *env, int fd)
 {
     struct sc_conn *c = calloc(1, sizeof(*c));
     int one = 1;
@@ -223,13 +217,13 @@ sc_conn_new(struct sc_worker *w, int fd)
         close(fd);
         return NULL;
     }
-    c->w = w;
+    c->env = env;
     c->fd = fd;
     c->phase = SC_CONN_HTTP;
     c->created_ms = sc_mono_ms();
     c->last_rx_ms = c->created_ms;
-    c->rate_ms = c->created_ms;
-    c->rate_tokens = w->cfg->max_message_rate * 2000;
+    c->fol.owner = c;
+    sc_session_init(&c->sess, &env->lim, c->created_ms);
     /* small messages that must leave at once (a unix socket refuses the
      * option, which is harmless) */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -237,20 +231,27 @@ sc_conn_new(struct sc_worker *w, int fd)
      * autotuned buffer grows to megabytes): a burst of bookings is a few
      * KiB per client, and past this seatcast's own queue and
      * --send-buffer-limit take over */
-    int sndbuf = w->cfg->send_buffer_limit < SNDBUF_MAX
-                     ? (int)w->cfg->send_buffer_limit
+    int sndbuf = env->cfg->send_buffer_limit < SNDBUF_MAX
+                     ? (int)env->cfg->send_buffer_limit
                      : SNDBUF_MAX;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-    sc_ws_parser_init(&c->parser, w->cfg->max_message_size);
-    event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, on_event, c);
+    sc_ws_parser_init(&c->parser, env->cfg->max_message_size);
+    event_assign(&c->ev, env->base, fd, EV_READ | EV_PERSIST, on_event, c);
     if (event_add(&c->ev, NULL) != 0) {
         sc_log(SC_LOG_ERR, "could not watch a new connection");
         close(fd);
         free(c);
         return NULL;
     }
-    sc_worker_conn_added(w, c);
-    sc_conn_schedule(c);
+    c->next = env->conns;
+    if (env->conns != NULL) {
+        env->conns->prev = c;
+    }
+    env->conns = c;
+    env->nconns++;
+    atomic_store_explicit(&env->slot->connections, env->nconns, RELAXED);
+    atomic_fetch_add_explicit(&env->slot->connections_total, 1, RELAXED);
+    schedule(c);
     return c;
 }
 
@@ -261,7 +262,7 @@ outq_clear(struct sc_conn *c)
         struct sc_outq *q = c->out_head;
         c->out_head = q->next;
         sc_frame_release(q->frame);
-        outq_put(c->w, q);
+        outq_put(c->env, q);
     }
     c->out_tail = NULL;
     c->out_bytes = 0;
@@ -270,7 +271,7 @@ outq_clear(struct sc_conn *c)
 static void
 dirty_remove(struct sc_conn *c)
 {
-    struct sc_conn **pp = &c->w->dirty;
+    struct sc_conn **pp = &c->env->dirty;
 
     if (!(c->flags & SC_CONN_DIRTY)) {
         return;
@@ -287,29 +288,41 @@ dirty_remove(struct sc_conn *c)
 void
 sc_conn_free(struct sc_conn *c)
 {
-    struct sc_worker *w;
+    struct sc_conn_env *env;
 
     if (c == NULL) {
         return;
     }
-    w = c->w;
+    env = c->env;
     event_del(&c->ev);
-    sc_conn_unschedule(c);
+    sc_wheel_remove(&env->wheel, &c->tn);
     dirty_remove(c);
-    sc_worker_unsubscribe_all(w, c);
+    sc_fanout_unsubscribe_all(env->fan, &c->fol);
     if (c->flags & SC_CONN_AUTHED) {
-        atomic_fetch_sub_explicit(&w->slot->clients, 1, RELAXED);
+        atomic_fetch_sub_explicit(&env->slot->clients, 1, RELAXED);
     }
     if (c->flags & SC_CONN_USER) {
-        sc_registry_user_del(w->reg, c->user_key, w->index);
+        sc_registry_user_del(env->reg, c->user_key, env->index);
     }
     outq_clear(c);
     free(c->in);
     free(c->msg);
-    free(c->allowed);
+    sc_session_fini(&c->sess);
     close(c->fd);
-    sc_worker_conn_removed(w, c);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        env->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    env->nconns--;
+    atomic_store_explicit(&env->slot->connections, env->nconns, RELAXED);
     free(c);
+    if (env->closed != NULL) {
+        env->closed(env->host);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -324,7 +337,7 @@ want_write(struct sc_conn *c, bool on)
         return;
     }
     event_del(&c->ev);
-    event_assign(&c->ev, c->w->base, c->fd, ev, on_event, c);
+    event_assign(&c->ev, c->env->base, c->fd, ev, on_event, c);
     event_add(&c->ev, NULL);
     if (on) {
         c->flags |= SC_CONN_WANT_WRITE;
@@ -341,7 +354,7 @@ static int
 flush_queue(struct sc_conn *c)
 {
     struct iovec iov[IOV_MAX_BATCH];
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
 
     while (c->out_head != NULL) {
         int n = 0;
@@ -363,7 +376,7 @@ flush_queue(struct sc_conn *c)
             sc_conn_free(c);
             return -1;
         }
-        atomic_fetch_add_explicit(&w->slot->bytes_sent, (uint64_t)wr,
+        atomic_fetch_add_explicit(&env->slot->bytes_sent, (uint64_t)wr,
                                   RELAXED);
         c->out_bytes -= (uint64_t)wr;
         while (wr > 0) {
@@ -376,8 +389,8 @@ flush_queue(struct sc_conn *c)
             wr -= (ssize_t)left;
             c->out_head = q->next;
             sc_frame_release(q->frame);
-            outq_put(w, q);
-            atomic_fetch_add_explicit(&w->slot->messages_sent, 1, RELAXED);
+            outq_put(env, q);
+            atomic_fetch_add_explicit(&env->slot->messages_sent, 1, RELAXED);
         }
         if (c->out_head == NULL) {
             c->out_tail = NULL;
@@ -393,16 +406,23 @@ flush_queue(struct sc_conn *c)
         }
         c->phase = SC_CONN_LINGER;
         c->deadline_ms = sc_mono_ms() + LINGER_MS;
-        sc_conn_schedule(c);
+        schedule(c);
     }
     return 0;
 }
 
 void
-sc_conn_flush(struct sc_conn *c)
+sc_conn_flush_dirty(struct sc_conn_env *env)
 {
-    if (!(c->flags & SC_CONN_WANT_WRITE)) {
-        flush_queue(c);
+    /* one write per socket per batch */
+    while (env->dirty != NULL) {
+        struct sc_conn *c = env->dirty;
+        env->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->flags &= (uint8_t)~SC_CONN_DIRTY;
+        if (!(c->flags & SC_CONN_WANT_WRITE)) {
+            flush_queue(c);
+        }
     }
 }
 
@@ -421,7 +441,7 @@ merge_pending(struct sc_conn *c, int64_t merge_id)
             }
             c->out_bytes -= q->frame->len;
             sc_frame_release(q->frame);
-            outq_put(c->w, q);
+            outq_put(c->env, q);
             return;
         }
     }
@@ -430,7 +450,7 @@ merge_pending(struct sc_conn *c, int64_t merge_id)
 static int
 enqueue(struct sc_conn *c, struct sc_frame *f)
 {
-    struct sc_outq *q = outq_get(c->w);
+    struct sc_outq *q = outq_get(c->env);
 
     if (q == NULL) {
         return -1;
@@ -494,15 +514,15 @@ send_text(struct sc_conn *c, const char *json, long n)
 static void
 slow_consumer(struct sc_conn *c)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
     uint8_t buf[SC_WS_CONTROL_MAX + SC_WS_HEADER_MAX];
     long n;
 
     sc_log(SC_LOG_WARN, "closing a slow consumer: %llu bytes pending, "
            "limit %llu", (unsigned long long)c->out_bytes,
-           (unsigned long long)w->cfg->send_buffer_limit);
-    atomic_fetch_add_explicit(&w->slot->slow_consumers, 1, RELAXED);
-    sc_worker_unsubscribe_all(w, c);
+           (unsigned long long)env->cfg->send_buffer_limit);
+    atomic_fetch_add_explicit(&env->slot->slow_consumers, 1, RELAXED);
+    sc_fanout_unsubscribe_all(env->fan, &c->fol);
     /* keep a frame already half written, drop the rest: the close frame
      * must follow a whole frame */
     if (c->out_head != NULL && c->out_head->off > 0) {
@@ -515,10 +535,11 @@ slow_consumer(struct sc_conn *c)
     } else {
         outq_clear(c);
     }
-    n = sc_ws_close_frame(buf, sizeof(buf), 1008, "Slow consumer");
+    n = sc_ws_close_frame(buf, sizeof(buf), SC_SESSION_CLOSE_POLICY,
+                          SC_SESSION_SLOW);
     c->phase = SC_CONN_FLUSH;
     c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
-    sc_conn_schedule(c);
+    schedule(c);
     if (n > 0) {
         send_bytes(c, buf, (size_t)n);
     }
@@ -527,7 +548,7 @@ slow_consumer(struct sc_conn *c)
 int
 sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
 
     if (c->phase != SC_CONN_WS) {
         return 0;
@@ -541,7 +562,7 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
         sc_conn_free(c);
         return -1;
     }
-    if (c->out_bytes > w->cfg->send_buffer_limit &&
+    if (c->out_bytes > env->cfg->send_buffer_limit &&
         !(c->flags & SC_CONN_WANT_WRITE)) {
         /* a batch may queue more than the limit for a client that reads
          * well: only a socket that refuses bytes makes a slow consumer */
@@ -549,18 +570,18 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
             return -1;
         }
     }
-    if (c->out_bytes > w->cfg->send_buffer_limit) {
+    if (c->out_bytes > env->cfg->send_buffer_limit) {
         slow_consumer(c);
         return -1;
     }
     if (c->flags & SC_CONN_WANT_WRITE) {
         return 0;
     }
-    if (w->batching) {
+    if (env->batching) {
         if (!(c->flags & SC_CONN_DIRTY)) {
             c->flags |= SC_CONN_DIRTY;
-            c->dirty_next = w->dirty;
-            w->dirty = c;
+            c->dirty_next = env->dirty;
+            env->dirty = c;
         }
         return 0;
     }
@@ -571,7 +592,7 @@ int
 sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
 {
     struct iovec iov[IOV_MAX_BATCH];
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
     ssize_t wr;
 
     if (c->phase != SC_CONN_WS || n == 0) {
@@ -603,11 +624,11 @@ sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
         }
         wr = 0;
     }
-    atomic_fetch_add_explicit(&w->slot->bytes_sent, (uint64_t)wr, RELAXED);
+    atomic_fetch_add_explicit(&env->slot->bytes_sent, (uint64_t)wr, RELAXED);
     for (size_t i = 0; i < n; i++) {
         if ((size_t)wr >= fs[i]->len) {
             wr -= (ssize_t)fs[i]->len;
-            atomic_fetch_add_explicit(&w->slot->messages_sent, 1, RELAXED);
+            atomic_fetch_add_explicit(&env->slot->messages_sent, 1, RELAXED);
             continue;
         }
         /* what the socket did not take waits for it */
@@ -636,11 +657,11 @@ sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason)
     if (c->phase != SC_CONN_WS) {
         return 0;
     }
-    sc_worker_unsubscribe_all(c->w, c);
+    sc_fanout_unsubscribe_all(c->env->fan, &c->fol);
     n = sc_ws_close_frame(buf, sizeof(buf), code, reason);
     c->phase = SC_CONN_CLOSING;
     c->deadline_ms = sc_mono_ms() + CLOSE_WAIT_MS;
-    sc_conn_schedule(c);
+    schedule(c);
     return n > 0 ? send_bytes(c, buf, (size_t)n) : 0;
 }
 
@@ -650,7 +671,7 @@ finish_with(struct sc_conn *c, const void *data, size_t len)
 {
     c->phase = SC_CONN_FLUSH;
     c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
-    sc_conn_schedule(c);
+    schedule(c);
     send_bytes(c, data, len);
 }
 
@@ -671,7 +692,7 @@ static void
 client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
             size_t len)
 {
-    const struct sc_config *cfg = c->w->cfg;
+    const struct sc_config *cfg = c->env->cfg;
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
     char peer[64], entries[XFF_KEEP][64];
@@ -729,161 +750,95 @@ client_addr(struct sc_conn *c, const struct sc_handshake *hs, char *out,
 }
 
 /* ------------------------------------------------------------------ */
-/* Client protocol                                                      */
+/* Client protocol: session.c decides, this carries it out              */
 
-static bool
-event_allowed(const struct sc_conn *c, uint64_t id)
-{
-    if (!c->has_allowed) {
-        return true;
-    }
-    for (uint32_t i = 0; i < c->nallowed; i++) {
-        if (c->allowed[i] == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
+/* Sends the reply an action holds, if any.  -1 if c was freed. */
 static int
-send_error(struct sc_conn *c, enum sc_proto_server_err e, uint64_t id)
+send_reply(struct sc_conn *c, const struct sc_session_action *act)
 {
-    char msg[SC_PROTO_MSG_MAX];
-
-    return send_text(c, msg,
-                     sc_proto_server_error(msg, sizeof(msg), e, id,
-                                           sc_wall_ms()));
+    return send_text(c, act->reply, act->len);
 }
 
 /* subscribed (or not) + the current seats; -1 if c was freed */
 static int
 subscribe(struct sc_conn *c, uint64_t id, bool quiet)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
+    struct sc_session_action act;
     struct sc_event_entry *e;
     struct sc_event_state st;
     char msg[SC_PROTO_MSG_MAX];
+    int rc;
 
-    if (!event_allowed(c, id)) {
-        return send_error(c, SC_PERR_FORBIDDEN, id);
-    }
-    e = sc_registry_event_find(w->reg, (int64_t)id);
+    e = sc_registry_event_find(env->reg, (int64_t)id);
     if (e != NULL) {
         sc_registry_event_read(e, &st);
     }
     if (e == NULL || !(st.flags & SC_EVENT_LIVE) ||
         (st.flags & SC_EVENT_DELETED)) {
-        return send_error(c, SC_PERR_NOT_FOUND, id);
+        sc_session_subscribe_refused(SC_SESSION_SUB_NOT_FOUND, id,
+                                     sc_wall_ms(), &act);
+        return send_reply(c, &act);
     }
-    int rc = c->nsubs >= w->cfg->max_subscriptions
-                 ? 2
-                 : sc_worker_subscribe(w, c, e, (int64_t)id);
-    if (rc == 2) {
-        /* already subscribed is not an error, even at the limit */
-        for (struct sc_sub *s = c->subs; s != NULL; s = s->conn_next) {
-            if (s->ev->id == (int64_t)id) {
-                rc = 0;
-            }
-        }
-        if (rc == 2) {
-            return send_error(c, SC_PERR_LIMIT, id);
-        }
-    }
+    rc = sc_fanout_subscribe(env->fan, &c->fol, e, (int64_t)id,
+                             env->lim.max_subscriptions, &st);
     if (rc < 0) {
-        sc_log(SC_LOG_ERR, "out of memory subscribing to event %llu",
-               (unsigned long long)id);
-        return send_error(c, SC_PERR_LIMIT, id);
+        if (rc == -1) {
+            sc_log(SC_LOG_ERR, "out of memory subscribing to event %llu",
+                   (unsigned long long)id);
+        }
+        sc_session_subscribe_refused(rc == -2 ? SC_SESSION_SUB_LIMIT
+                                              : SC_SESSION_SUB_NOMEM,
+                                     id, sc_wall_ms(), &act);
+        return send_reply(c, &act);
     }
     if (!quiet &&
         send_text(c, msg, sc_proto_subscribed(msg, sizeof(msg), id,
                                               sc_wall_ms())) != 0) {
         return -1;
     }
-    /* the snapshot: the newest state, read after subscribing so that
-     * no change can fall between the two; changes up to its version that
-     * are still on their way through the ring are skipped for this
-     * subscription only (the worker's other subscribers need them) */
-    sc_registry_event_read(e, &st);
-    for (struct sc_sub *s = c->subs; s != NULL; s = s->conn_next) {
-        if (s->ev->id == (int64_t)id && st.version > s->min_version) {
-            s->min_version = st.version;
-        }
-    }
+    /* the snapshot, read by the fan-out after subscribing */
     return send_text(c, msg,
                      sc_proto_seat_update(msg, sizeof(msg), id, st.available,
                                           st.capacity, sc_wall_ms()));
-}
-
-/* Token bucket: true if the message may be handled. */
-static bool
-rate_ok(struct sc_conn *c, uint64_t now)
-{
-    uint64_t rate = c->w->cfg->max_message_rate;
-    uint64_t cap = rate * 2000; /* bursts of twice the rate */
-    uint64_t tokens = c->rate_tokens + (now - c->rate_ms) * rate;
-
-    c->rate_ms = now;
-    c->rate_tokens = (uint32_t)(tokens > cap ? cap : tokens);
-    if (c->rate_tokens >= 1000) {
-        c->rate_tokens -= 1000;
-        /* a flood still gets a message through now and then as the bucket
-         * refills: only a second without a refusal ends it */
-        if (c->flood_since_ms != 0 && now - c->last_refused_ms >= 1000) {
-            c->flood_since_ms = 0;
-        }
-        return true;
-    }
-    c->last_refused_ms = now;
-    return false;
 }
 
 /* One complete text message.  Returns -1 if c was freed. */
 static int
 handle_message(struct sc_conn *c, const uint8_t *data, size_t len)
 {
-    struct sc_worker *w = c->w;
-    struct sc_client_msg m;
-    char msg[SC_PROTO_MSG_MAX];
-    uint64_t now = sc_mono_ms();
+    struct sc_conn_env *env = c->env;
+    struct sc_session_action act;
     struct sc_totals t;
-    int rc;
+    char msg[SC_PROTO_MSG_MAX];
 
-    atomic_fetch_add_explicit(&w->slot->messages_received, 1, RELAXED);
-    if (!rate_ok(c, now)) {
-        atomic_fetch_add_explicit(&w->slot->rate_limited, 1, RELAXED);
-        if (c->flood_since_ms == 0) {
-            c->flood_since_ms = now;
-        } else if (now - c->flood_since_ms >= 2000) {
-            sc_log(SC_LOG_WARN, "closing a client still flooding after 2 s "
-                   "of rate_limited errors");
-            return sc_conn_close_ws(c, 1008, "Rate limit exceeded");
-        }
-        return send_error(c, SC_PERR_RATE_LIMITED, 0);
+    atomic_fetch_add_explicit(&env->slot->messages_received, 1, RELAXED);
+    sc_session_on_message(&c->sess, &env->lim, data, len, sc_mono_ms(),
+                          sc_wall_ms(), &act);
+    if (act.rate_limited) {
+        atomic_fetch_add_explicit(&env->slot->rate_limited, 1, RELAXED);
     }
-    rc = sc_proto_parse((const char *)data, len, &m);
-    if (rc != SC_PROTO_OK) {
-        return send_text(c, msg,
-                         sc_proto_parse_error(msg, sizeof(msg), rc, &m,
-                                              sc_wall_ms()));
-    }
-    switch (m.type) {
-    case SC_MSG_SUBSCRIBE:
-        return subscribe(c, m.event_id, false);
-    case SC_MSG_UNSUBSCRIBE:
-        sc_worker_unsubscribe(w, c, (int64_t)m.event_id);
-        return send_text(c, msg,
-                         sc_proto_unsubscribed(msg, sizeof(msg), m.event_id,
-                                               sc_wall_ms()));
-    case SC_MSG_PING:
-        return send_text(c, msg, sc_proto_pong(msg, sizeof(msg),
-                                               sc_wall_ms()));
-    case SC_MSG_GET_STATS:
-        sc_registry_totals(w->reg, &t);
+    switch (act.what) {
+    case SC_SESSION_NOTHING:
+        return 0;
+    case SC_SESSION_REPLY:
+        return send_reply(c, &act);
+    case SC_SESSION_SUBSCRIBE:
+        return subscribe(c, act.event_id, false);
+    case SC_SESSION_UNSUBSCRIBE:
+        sc_fanout_unsubscribe(env->fan, &c->fol, (int64_t)act.event_id);
+        return send_reply(c, &act);
+    case SC_SESSION_STATS:
+        sc_registry_totals(env->reg, &t);
         return send_text(
             c, msg,
             sc_proto_stats(msg, sizeof(msg), t.clients,
-                           atomic_load(&w->reg->hdr->events_watched),
+                           atomic_load(&env->reg->hdr->events_watched),
                            sc_wall_ms()));
+    case SC_SESSION_CLOSE:
+        sc_log(SC_LOG_WARN, "closing a client still flooding after 2 s "
+               "of rate_limited errors");
+        return sc_conn_close_ws(c, act.close_code, act.close_reason);
     }
     return 0;
 }
@@ -951,7 +906,7 @@ on_ws_event(struct sc_conn *c, const struct sc_ws_event *ev)
             sc_conn_free(c); /* the handshake is complete */
             return -1;
         }
-        sc_worker_unsubscribe_all(c->w, c);
+        sc_fanout_unsubscribe_all(c->env->fan, &c->fol);
         n = sc_ws_close_frame(buf, sizeof(buf), ev->close_code, NULL);
         if (n < 0) {
             sc_conn_free(c);
@@ -966,7 +921,7 @@ on_ws_event(struct sc_conn *c, const struct sc_ws_event *ev)
             sc_conn_free(c);
             return -1;
         }
-        sc_worker_unsubscribe_all(c->w, c);
+        sc_fanout_unsubscribe_all(c->env->fan, &c->fol);
         n = sc_ws_close_frame(buf, sizeof(buf), ev->close_code, NULL);
         if (n < 0) {
             sc_conn_free(c);
@@ -1034,18 +989,18 @@ http_reply(struct sc_conn *c, int status, const char *ctype,
 static void
 serve_plain(struct sc_conn *c, const struct sc_handshake *hs)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
     size_t len = 0;
     int status = 200;
     char *body;
 
     if (hs->route == SC_ROUTE_HEALTHZ) {
-        body = sc_healthz_body(w->reg, &status, &len);
+        body = sc_healthz_body(env->reg, &status, &len);
         if (body != NULL) {
             http_reply(c, status, "application/json", NULL, body, len);
         }
     } else {
-        body = sc_metrics_body(w->reg, &len);
+        body = sc_metrics_body(env->reg, &len);
         if (body != NULL) {
             http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                        NULL, body, len);
@@ -1057,41 +1012,28 @@ serve_plain(struct sc_conn *c, const struct sc_handshake *hs)
     free(body);
 }
 
-
 /*
- * Verifies the token.  Returns NULL when valid (claims filled), else the
- * close reason for the client; *why gets the precise cause for the log.
+ * Verifies the token (session.c), then its jti against the revoked set.
+ * Returns NULL when valid (claims filled), else the close reason for the
+ * client; *why gets the precise cause for the log.
  */
 static const char *
 authenticate(struct sc_conn *c, const struct sc_handshake *hs,
              const char *token, struct sc_jwt_claims *claims,
              const char **why)
 {
-    const struct sc_config *cfg = c->w->cfg;
-    struct sc_jwt_opts o = {.now = (int64_t)(sc_wall_ms() / 1000),
-                            .leeway = cfg->jwt_leeway,
-                            .issuer = cfg->jwt_issuer,
-                            .audience = cfg->jwt_audience};
+    struct sc_conn_env *env = c->env;
+    const char *fail = sc_session_verify(
+        env->keys, &env->lim, hs->token_source != SC_TOKEN_NONE,
+        hs->token_too_long, token, hs->token_len, sc_wall_ms(), claims, why);
 
-    if (hs->token_source == SC_TOKEN_NONE && !hs->token_too_long) {
-        *why = "no token";
-        return "Authentication required";
-    }
-    if (hs->token_too_long) {
-        *why = "token too long";
-        return "Invalid token";
-    }
-    if (sc_jwt_verify(c->w->keys, token, hs->token_len, &o, claims, why) !=
-        SC_JWT_OK) {
-        return "Invalid token";
-    }
-    if (claims->jti[0] != '\0' &&
-        sc_registry_is_revoked(c->w->reg, sc_registry_hash_str(claims->jti))) {
+    if (fail == NULL && claims->jti[0] != '\0' &&
+        sc_registry_is_revoked(env->reg, sc_registry_hash_str(claims->jti))) {
         *why = "token revoked";
         sc_jwt_claims_fini(claims);
-        return "Invalid token";
+        return SC_SESSION_BAD_TOKEN;
     }
-    return NULL;
+    return fail;
 }
 
 /* Upgrade done, token valid: count the client and greet it.  Returns -1
@@ -1100,21 +1042,21 @@ static int
 start_session(struct sc_conn *c, const struct sc_handshake *hs,
               struct sc_jwt_claims *cl, const char *addr)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
     char msg[SC_PROTO_MSG_MAX], cid[48];
 
+    if (sc_session_start(&c->sess, cl,
+                         cl->jti[0] ? sc_registry_hash_str(cl->jti) : 0) !=
+        0) {
+        sc_conn_free(c);
+        return -1;
+    }
     c->flags |= SC_CONN_AUTHED;
     c->phase = SC_CONN_WS;
-    c->exp = cl->exp;
-    c->jti_hash = cl->jti[0] ? sc_registry_hash_str(cl->jti) : 0;
-    c->has_allowed = cl->has_events;
-    c->allowed = cl->events;
-    c->nallowed = (uint32_t)cl->nevents;
-    cl->events = NULL; /* now the connection's */
-    c->deadline_ms = sc_mono_ms() + (uint64_t)w->cfg->ping_interval * 1000;
-    sc_conn_schedule(c); /* now also the token's expiry */
-    atomic_fetch_add_explicit(&w->slot->clients, 1, RELAXED);
-    sc_proto_client_id(cid, sizeof(cid), sc_wall_ms(), sc_worker_random(w));
+    c->deadline_ms = sc_mono_ms() + (uint64_t)env->cfg->ping_interval * 1000;
+    schedule(c); /* now also the token's expiry */
+    atomic_fetch_add_explicit(&env->slot->clients, 1, RELAXED);
+    sc_proto_client_id(cid, sizeof(cid), sc_wall_ms(), env_random(env));
     if (hs->route == SC_ROUTE_WS_EVENT) {
         sc_log(SC_LOG_INFO, "client %s connected: user %s, from %s, event %llu",
                cid, cl->user, addr, (unsigned long long)hs->event_id);
@@ -1130,6 +1072,11 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
         return -1;
     }
     if (hs->route == SC_ROUTE_WS_EVENT) {
+        struct sc_session_action act;
+        sc_session_open_event(&c->sess, hs->event_id, sc_wall_ms(), &act);
+        if (act.what != SC_SESSION_SUBSCRIBE) {
+            return send_reply(c, &act) < 0 ? -1 : 0;
+        }
         return subscribe(c, hs->event_id, true) < 0 ? -1 : 0;
     }
     return 0;
@@ -1141,16 +1088,21 @@ over_connection_limit(struct sc_conn *c)
 {
     struct sc_totals t;
 
-    sc_registry_totals(c->w->reg, &t);
-    return t.clients >= c->w->cfg->max_connections;
+    sc_registry_totals(c->env->reg, &t);
+    return t.clients >= c->env->cfg->max_connections;
 }
 
-/* The request head is complete: answer it.  Returns -1 if c was freed. */
+/*
+ * The request head is complete: answer it.  Returns 0 when c is now a
+ * WebSocket session (frames sent behind the request may be fed to it), 1
+ * when it is closing, -1 when it was answered with its last bytes or was
+ * freed: then nothing more may be read into it.
+ */
 static int
 handle_request(struct sc_conn *c, const struct sc_http_req *req)
 {
-    struct sc_worker *w = c->w;
-    const struct sc_config *cfg = w->cfg;
+    struct sc_conn_env *env = c->env;
+    const struct sc_config *cfg = env->cfg;
     struct sc_handshake_opts opts = {.allowed_origins = cfg->allowed_origin,
                                      .nallowed_origins =
                                          cfg->nallowed_origin};
@@ -1172,7 +1124,7 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req)
         hs.reason = "too many connections";
     }
     if (status != 101) {
-        atomic_fetch_add_explicit(&w->slot->handshake_failures, 1, RELAXED);
+        atomic_fetch_add_explicit(&env->slot->handshake_failures, 1, RELAXED);
         sc_log(SC_LOG_INFO, "request from %s refused with %d: %s", addr,
                status, hs.reason ? hs.reason : "");
         n = sc_ws_handshake_error_response(&hs, resp, sizeof(resp));
@@ -1193,11 +1145,11 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req)
         }
         return -1;
     }
-    atomic_fetch_add_explicit(&w->slot->handshakes, 1, RELAXED);
+    atomic_fetch_add_explicit(&env->slot->handshakes, 1, RELAXED);
     c->phase = SC_CONN_WS;
     if (fail == NULL && cfg->max_connections_per_user > 0) {
         c->user_key = sc_registry_hash_str(claims.user);
-        int ok = sc_registry_user_add(w->reg, c->user_key, w->index,
+        int ok = sc_registry_user_add(env->reg, c->user_key, env->index,
                                       cfg->max_connections_per_user);
         if (ok == 1) {
             c->flags |= SC_CONN_USER;
@@ -1209,16 +1161,18 @@ handle_request(struct sc_conn *c, const struct sc_http_req *req)
             sc_log(SC_LOG_WARN, "refused user %s from %s: too many "
                    "connections", claims.user, addr);
             sc_jwt_claims_fini(&claims);
-            return sc_conn_close_ws(c, 1008, "Too many connections") < 0
+            return sc_conn_close_ws(c, SC_SESSION_CLOSE_POLICY,
+                                    SC_SESSION_USER_LIMIT) < 0
                        ? -1
                        : 1;
         }
     }
     if (fail != NULL) {
-        atomic_fetch_add_explicit(&w->slot->auth_failures, 1, RELAXED);
+        atomic_fetch_add_explicit(&env->slot->auth_failures, 1, RELAXED);
         sc_log(SC_LOG_WARN, "authentication failed for %s: %s", addr, why);
         sc_jwt_claims_fini(&claims);
-        return sc_conn_close_ws(c, 1008, fail) < 0 ? -1 : 1;
+        return sc_conn_close_ws(c, SC_SESSION_CLOSE_POLICY, fail) < 0 ? -1
+                                                                   : 1;
     }
     int rc = start_session(c, &hs, &claims, addr);
     sc_jwt_claims_fini(&claims);
@@ -1252,14 +1206,10 @@ on_http_bytes(struct sc_conn *c, const uint8_t *data, size_t len)
     }
     if (rc < 0) {
         char resp[256];
-        int status = rc == SC_HTTP_ETOOBIG ? 431 : 400;
-        const char *body = status == 431
-                               ? "{\"error\":\"headers too large\"}"
-                               : "{\"error\":\"malformed request\"}";
-        long n = sc_http_response(status, "application/json", NULL, body,
-                                  strlen(body), resp, sizeof(resp));
+        int status;
+        long n = sc_session_http_error(rc, resp, sizeof(resp), &status);
         free(req);
-        atomic_fetch_add_explicit(&c->w->slot->handshake_failures, 1,
+        atomic_fetch_add_explicit(&c->env->slot->handshake_failures, 1,
                                   RELAXED);
         sc_log(SC_LOG_INFO, "malformed request refused with %d", status);
         if (n < 0) {
@@ -1289,10 +1239,10 @@ on_http_bytes(struct sc_conn *c, const uint8_t *data, size_t len)
 static void
 on_readable(struct sc_conn *c)
 {
-    struct sc_worker *w = c->w;
+    struct sc_conn_env *env = c->env;
 
     for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = read(c->fd, w->scratch, sizeof(w->scratch));
+        ssize_t n = read(c->fd, env->scratch, sizeof(env->scratch));
         int rc;
         if (n == 0) {
             sc_conn_free(c); /* peer closed */
@@ -1309,17 +1259,17 @@ on_readable(struct sc_conn *c)
         }
         switch (c->phase) {
         case SC_CONN_HTTP:
-            rc = on_http_bytes(c, w->scratch, (size_t)n);
+            rc = on_http_bytes(c, env->scratch, (size_t)n);
             break;
         case SC_CONN_WS:
         case SC_CONN_CLOSING:
-            rc = feed_ws(c, w->scratch, (size_t)n);
+            rc = feed_ws(c, env->scratch, (size_t)n);
             break;
         default:
             rc = 0; /* FLUSH, LINGER: input is discarded */
             break;
         }
-        if (rc != 0 || (size_t)n < sizeof(w->scratch)) {
+        if (rc != 0 || (size_t)n < sizeof(env->scratch)) {
             return;
         }
     }
@@ -1342,10 +1292,14 @@ on_event(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int
-sc_conn_tick(struct sc_conn *c, uint64_t now)
+/*
+ * When the connection's timer is due: timeouts, pings, token expiry.
+ * Returns -1 if it freed c, else 0 (the caller files c again).
+ */
+static int
+tick(struct sc_conn *c, uint64_t now)
 {
-    const struct sc_config *cfg = c->w->cfg;
+    const struct sc_config *cfg = c->env->cfg;
     uint64_t ping_ms = (uint64_t)cfg->ping_interval * 1000;
 
     switch (c->phase) {
@@ -1373,9 +1327,9 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         sc_conn_free(c);
         return -1;
     }
-    if (c->exp != 0 &&
-        (int64_t)(sc_wall_ms() / 1000) >= c->exp + cfg->jwt_leeway) {
-        return sc_conn_close_ws(c, 1008, "Token expired");
+    if (sc_session_expired(&c->sess, &c->env->lim, sc_wall_ms())) {
+        return sc_conn_close_ws(c, SC_SESSION_CLOSE_POLICY,
+                                SC_SESSION_EXPIRED);
     }
     /* the tick runs once a second: half a tick early is on time, or a
      * 1 s interval would ping every other tick */
@@ -1385,4 +1339,42 @@ sc_conn_tick(struct sc_conn *c, uint64_t now)
         return send_bytes(c, ping, sizeof(ping));
     }
     return 0;
+}
+
+void
+sc_conn_close_revoked(struct sc_conn_env *env, const uint64_t *hashes,
+                      size_t n)
+{
+    struct sc_conn *c, *next;
+
+    for (c = env->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->sess.jti_hash == 0 || c->phase != SC_CONN_WS) {
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (hashes[i] == c->sess.jti_hash) {
+                sc_log(SC_LOG_INFO, "closing a connection whose token was "
+                       "revoked");
+                sc_conn_close_ws(c, SC_SESSION_CLOSE_POLICY,
+                                 SC_SESSION_REVOKED);
+                break;
+            }
+        }
+    }
+}
+
+void
+sc_conn_close_all(struct sc_conn_env *env, uint16_t code, const char *reason)
+{
+    struct sc_conn *c, *next;
+
+    for (c = env->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->phase == SC_CONN_WS) {
+            sc_conn_close_ws(c, code, reason);
+        } else if (c->phase == SC_CONN_HTTP) {
+            sc_conn_free(c);
+        }
+    }
 }

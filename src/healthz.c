@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "registry.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -86,12 +87,11 @@ per_worker(FILE *f, const struct sc_registry *reg, const char *name,
 }
 
 static void
-latency(FILE *f, const struct sc_registry *reg)
+latency(FILE *f, const struct sc_registry *reg, const struct sc_totals *t)
 {
     struct sc_shm_header *h = reg->hdr;
     uint64_t b[SC_LAT_BUCKETS] = {0}, cum = 0;
-    uint64_t count = LOAD(h->retired_lat_count);
-    uint64_t sum_us = LOAD(h->retired_lat_sum_us);
+    uint64_t count = t->lat_count, sum_us = t->lat_sum_us;
     const char *n = "seatcast_delivery_latency_seconds";
 
     /* dead workers' share, folded in by the master, keeps it monotonic */
@@ -103,8 +103,6 @@ latency(FILE *f, const struct sc_registry *reg)
         for (int i = 0; i < SC_LAT_BUCKETS; i++) {
             b[i] += LOAD(s->lat_buckets[i]);
         }
-        count += LOAD(s->lat_count);
-        sum_us += LOAD(s->lat_sum_us);
     }
     fprintf(f, "# HELP %s Commit-to-socket latency of broadcasts (from the "
                "payload's ts).\n# TYPE %s histogram\n", n, n);
@@ -146,27 +144,12 @@ sc_metrics_body(const struct sc_registry *reg, size_t *len)
            "Events the registry can hold (--max-events).", h->max_events);
     metric(f, "seatcast_workers_running", "gauge", "Workers serving.",
            t.workers_running);
-    metric(f, "seatcast_connections_total", "counter",
-           "Connections accepted by workers.", t.connections_total);
-    metric(f, "seatcast_handshakes_total", "counter",
-           "Completed WebSocket upgrades.", t.handshakes);
-    metric(f, "seatcast_handshake_failures_total", "counter",
-           "Requests refused with an HTTP error.", t.handshake_failures);
-    metric(f, "seatcast_auth_failures_total", "counter",
-           "Upgrades closed with 1008 for a missing or invalid token.",
-           t.auth_failures);
-    metric(f, "seatcast_messages_sent_total", "counter",
-           "WebSocket frames written to clients.", t.messages_sent);
-    metric(f, "seatcast_bytes_sent_total", "counter",
-           "Bytes written to clients.", t.bytes_sent);
-    metric(f, "seatcast_messages_received_total", "counter",
-           "Client text messages received.", t.messages_received);
-    metric(f, "seatcast_slow_consumers_total", "counter",
-           "Clients closed for not reading.", t.slow_consumers);
-    metric(f, "seatcast_rate_limited_total", "counter",
-           "Client messages refused by the rate limit.", t.rate_limited);
-    metric(f, "seatcast_ring_resyncs_total", "counter",
-           "Times a worker fell behind the broadcast ring.", t.resyncs);
+#define SC_X(field, name, help, stats)                                         \
+    if (name != NULL) {                                                        \
+        metric(f, name, "counter", help, t.field);                             \
+    }
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     metric(f, "seatcast_notifications_total", "counter",
            "NOTIFY payloads received from PostgreSQL.",
            LOAD(l->notifications));
@@ -191,7 +174,7 @@ sc_metrics_body(const struct sc_registry *reg, size_t *len)
     per_worker(f, reg, "seatcast_worker_subscriptions",
                "Subscriptions per worker.",
                offsetof(struct sc_worker_slot, subscriptions));
-    latency(f, reg);
+    latency(f, reg, &t);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

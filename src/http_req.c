@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "text.h"
+
 /* The bytes of the buffer still to parse. */
 struct cursor {
     const char *buf;
@@ -57,20 +59,6 @@ static char
 ascii_lower(char c)
 {
     return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-/* Case-insensitive comparison of a counted string with a C string. */
-static bool
-ascii_ieq(const char *a, size_t alen, const char *b)
-{
-    size_t i;
-
-    for (i = 0; i < alen; i++) {
-        if (b[i] == '\0' || ascii_lower(a[i]) != ascii_lower(b[i])) {
-            return false;
-        }
-    }
-    return b[i] == '\0';
 }
 
 /*
@@ -296,7 +284,7 @@ sc_http_header_find(const struct sc_http_req *req, const char *name)
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct sc_http_header *h = &req->headers[i];
 
-        if (ascii_ieq(h->name, h->name_len, name)) {
+        if (sc_ascii_ieq(h->name, h->name_len, name, strlen(name))) {
             return h;
         }
     }
@@ -311,7 +299,7 @@ sc_http_header_count(const struct sc_http_req *req, const char *name)
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct sc_http_header *h = &req->headers[i];
 
-        if (ascii_ieq(h->name, h->name_len, name)) {
+        if (sc_ascii_ieq(h->name, h->name_len, name, strlen(name))) {
             n++;
         }
     }
@@ -351,7 +339,7 @@ sc_http_has_token(const char *value, size_t len, const char *token)
     const char *elem;
 
     while (sc_http_list_next(value, len, &pos, &elem, &elen)) {
-        if (ascii_ieq(elem, elen, token)) {
+        if (sc_ascii_ieq(elem, elen, token, strlen(token))) {
             return true;
         }
     }

@@ -44,6 +44,7 @@
 #include "jwt.h"
 #include "base64.h"
 #include "json_text.h"
+#include "text.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -95,7 +96,7 @@ static const struct jwt_alg jwt_algs[] = {
     {"ES384", JWT_EC, EVP_sha384, 48, NID_secp384r1},
 };
 
-/* User claims, in order of preference (SPEC section 3). */
+/* User claims, in order of preference (PROTOCOL.md section 3). */
 static const char *const jwt_user_names[] = {"sub", "userId", "id"};
 
 struct sc_jwt_keys {
@@ -807,43 +808,19 @@ jwt_read_jti(const cJSON *cl, char *jti, const char **why)
     return 0;
 }
 
-/* An event id: integer or string of digits, 1 .. 2^53 - 1.  0 or -1. */
+/* An event id: integer or string of digits, 1 .. 2^53 - 1 (text.h).
+ * 0 or -1. */
 static int
 jwt_event_id(const cJSON *it, uint64_t *id)
 {
-    uint64_t v = 0;
-    size_t len;
-
     if (cJSON_IsNumber(it)) {
-        double d = it->valuedouble;
-
-        if (!(d >= 1 && d <= JWT_MAX_INT) || d != (double)(uint64_t)d) {
-            return -1;
-        }
-        *id = (uint64_t)d;
-        return 0;
+        return sc_event_id_number(it->valuedouble, id);
     }
     if (!cJSON_IsString(it)) {
         return -1;
     }
-    len = strlen(it->valuestring);
-    /* 16 digits cannot overflow 64 bits */
-    if (len == 0 || len > 16) {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        char ch = it->valuestring[i];
-
-        if (ch < '0' || ch > '9') {
-            return -1;
-        }
-        v = v * 10 + (uint64_t)(ch - '0');
-    }
-    if (v == 0 || v >= SC_JWT_MAX_EVENT_ID) {
-        return -1;
-    }
-    *id = v;
-    return 0;
+    return sc_event_id_digits(it->valuestring, strlen(it->valuestring), true,
+                              id);
 }
 
 static int

@@ -32,9 +32,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "child.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
-#include "master.h"
 #include "notify_msg.h"
 #include "proc.h"
 #include "proto.h"
@@ -202,7 +203,6 @@ publish_revocation(struct listener *l, const char *jti)
                "could be used again for new connections");
     }
     publish_revocations(l, &h, 1);
-    atomic_fetch_add_explicit(&l->slot->revocations, 1, RELAXED);
 }
 
 /*
@@ -283,8 +283,7 @@ apply(struct listener *l, const struct sc_notify *n)
     if (n->type == SC_NOTIFY_EVENT_DELETED) {
         e = sc_registry_event_find(l->reg, id);
         if (e == NULL) {
-            atomic_fetch_add_explicit(&l->slot->unknown_events, 1, RELAXED);
-            return;
+            return; /* never followed: nothing to tell */
         }
         sc_registry_event_read(e, &st);
         int64_t v = n->has_version && n->version > st.version ? n->version
@@ -299,7 +298,6 @@ apply(struct listener *l, const struct sc_notify *n)
     }
     sc_registry_event_read(e, &st);
     if (!inserted && (st.flags & SC_EVENT_LIVE) && n->version <= st.version) {
-        atomic_fetch_add_explicit(&l->slot->stale_versions, 1, RELAXED);
         return; /* already applied */
     }
     sc_registry_event_write(e, SC_EVENT_LIVE, n->available_seats,
@@ -406,7 +404,6 @@ apply_snapshot(struct listener *l, const PGresult *r)
         sc_log(SC_LOG_WARN, "snapshot: ignored %d rows of "
                "seatcast_seat_state with impossible values", bad);
     }
-    atomic_fetch_add_explicit(&l->slot->snapshots, 1, RELAXED);
     sc_log(SC_LOG_INFO, "snapshot: %d events, %d changed since the last one",
            rows, changed);
     wake_workers(l);
@@ -488,7 +485,6 @@ next_step(struct listener *l)
         l->step = STEP_READY;
         l->backoff_ms = 0;
         atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
-        atomic_store(&l->slot->connected_since_ms, sc_wall_ms());
         sc_log(SC_LOG_INFO, "listening for notifications on \"%s\"",
                l->cfg->channel);
         drain_notifications(l);

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "text.h"
+
 static int log_level = SC_LOG_INFO;
 static int log_json;
 static char log_role[32] = "master";
@@ -32,12 +34,6 @@ void
 sc_log_set_role(const char *role)
 {
     snprintf(log_role, sizeof(log_role), "%s", role);
-}
-
-const char *
-sc_log_role(void)
-{
-    return log_role;
 }
 
 int
@@ -67,24 +63,6 @@ int
 sc_log_enabled(int level)
 {
     return level <= log_level;
-}
-
-/* Appends s to out as the inside of a JSON string. */
-static size_t
-json_escape(char *out, size_t cap, size_t pos, const char *s)
-{
-    for (; *s && pos + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[pos++] = '\\';
-            out[pos++] = (char)c;
-        } else if (c < 0x20) {
-            pos += (size_t)snprintf(out + pos, cap - pos, "\\u%04x", c);
-        } else {
-            out[pos++] = (char)c;
-        }
-    }
-    return pos;
 }
 
 void
@@ -118,10 +96,10 @@ sc_vlog(int level, const char *fmt, va_list ap)
         pos = (size_t)snprintf(line, sizeof(line),
                                "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"",
                                ts, sc_log_level_name(level));
-        pos = json_escape(line, sizeof(line), pos, log_role);
+        pos = sc_json_escape(line, sizeof(line), pos, log_role, NULL);
         pos += (size_t)snprintf(line + pos, sizeof(line) - pos,
                                 "\",\"pid\":%d,\"msg\":\"", (int)getpid());
-        pos = json_escape(line, sizeof(line), pos, msg);
+        pos = sc_json_escape(line, sizeof(line), pos, msg, NULL);
         pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\"}\n");
     } else {
         n = snprintf(line, sizeof(line), "%s [%s] %s[%d]: %s\n", ts,

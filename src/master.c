@@ -9,7 +9,9 @@
  * - Connections go to the worker with the least load, where load is the
  *   worker's open connections plus the fds sent to it that it has not yet
  *   taken off its channel.  A full channel is skipped; when every channel
- *   is full the connection is closed and counted (never block accepting).
+ *   is full the connection is held and accepting stops until a worker
+ *   has room, so that a burst waits in the listen backlog (never block,
+ *   never drop; one held past HOLD_MAX_MS is closed and counted).
  * - A child that dies is reaped, its share of the registry repaired, and
  *   it is respawned; one that keeps dying young is respawned with a
  *   growing delay (100 ms doubling up to 5 s).
@@ -17,6 +19,7 @@
  *   child's share, and a few master-only counters in the header.
  */
 #include "master.h"
+#include "child.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,13 +38,14 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "config.h"
 #include "jwt.h"
 #include "listener.h"
 #include "log.h"
 #include "proc.h"
 #include "registry.h"
-#include "secret.h"
+#include "reload.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 256
@@ -59,6 +63,7 @@ struct child {
     uint64_t started_ms; /* monotonic */
     uint64_t respawn_at; /* monotonic ms; 0 = not scheduled */
     unsigned young_deaths;
+    bool reload_due;     /* worker: the reload snapshot is still to send */
 };
 
 struct master {
@@ -81,6 +86,8 @@ struct master {
     size_t held_listen;
     uint64_t held_since; /* monotonic ms */
     pid_t self;
+    int reload_fd;       /* the last reload's snapshot while a worker has
+                            not got it, owned; -1 none */
 };
 
 static volatile sig_atomic_t sig_stop;
@@ -234,8 +241,7 @@ close_listeners(struct master *m)
 
 /* In a child: close every descriptor of the master's that it does not own. */
 static void
-child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
-                int keep_wake)
+child_close_fds(struct master *m, bool keep_wakes, int keep_wake)
 {
     for (size_t i = 0; i < m->nlisten; i++) {
         if (m->lfd[i] >= 0) {
@@ -245,6 +251,9 @@ child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
     if (m->held_fd >= 0) {
         close(m->held_fd);
     }
+    if (m->reload_fd >= 0) {
+        close(m->reload_fd);
+    }
     for (unsigned w = 0; w < m->nworkers; w++) {
         if (m->workers[w].chan >= 0) {
             close(m->workers[w].chan);
@@ -253,7 +262,6 @@ child_close_fds(struct master *m, int keep_chan, bool keep_wakes,
             close(m->wake_fds[w]);
         }
     }
-    (void)keep_chan;
 }
 
 static void
@@ -266,8 +274,6 @@ child_ctx(struct master *m, struct sc_child_ctx *ctx)
     ctx->wake_fds = m->wake_fds;
     ctx->nworkers = m->nworkers;
     ctx->master = m->self;
-    ctx->argc = m->argc;
-    ctx->argv = m->argv;
     ctx->channel = -1;
     ctx->wake_fd = -1;
 }
@@ -295,7 +301,7 @@ spawn_worker(struct master *m, unsigned w)
     }
     if (pid == 0) {
         close(pair[0]);
-        child_close_fds(m, pair[1], false, m->wake_fds[w]);
+        child_close_fds(m, false, m->wake_fds[w]);
         if (sc_proc_child_init(m->self) != 0) {
             _exit(0);
         }
@@ -309,6 +315,7 @@ spawn_worker(struct master *m, unsigned w)
     c->pid = pid;
     c->chan = pair[0];
     c->sent = 0;
+    c->reload_due = false; /* forked with the configuration in force */
     c->started_ms = sc_mono_ms();
     c->respawn_at = 0;
     sc_log(SC_LOG_INFO, "started worker %u (pid %d)", w, (int)pid);
@@ -328,7 +335,7 @@ spawn_listener(struct master *m)
         return -1;
     }
     if (pid == 0) {
-        child_close_fds(m, -1, true, -1);
+        child_close_fds(m, true, -1);
         if (sc_proc_child_init(m->self) != 0) {
             _exit(0);
         }
@@ -609,51 +616,96 @@ begin_stop(struct master *m)
     signal_children(m, SIGTERM);
 }
 
+/*
+ * Passes the reload snapshot to each worker that is due one; a full
+ * channel is tried again on the next turn of the loop.  The snapshot is
+ * closed once every worker has it.
+ */
+static void
+send_reloads(struct master *m)
+{
+    struct sc_channel_msg msg = {.type = SC_CHANNEL_RELOAD, .listen = 0};
+    bool left = false;
+
+    for (unsigned w = 0; w < m->nworkers; w++) {
+        struct child *c = &m->workers[w];
+        if (!c->reload_due) {
+            continue;
+        }
+        if (c->pid == 0 || c->chan < 0) {
+            c->reload_due = false; /* its successor forks with it */
+            continue;
+        }
+        int rc = sc_channel_send_fd(c->chan, &msg, m->reload_fd);
+        if (rc == SC_CHANNEL_OK) {
+            c->reload_due = false;
+        } else if (rc == SC_CHANNEL_AGAIN) {
+            left = true;
+        } else {
+            sc_log(SC_LOG_WARN, "could not pass the reloaded configuration "
+                   "to worker %u: %s", w, strerror(errno));
+            c->reload_due = false;
+        }
+    }
+    if (!left) {
+        close(m->reload_fd);
+        m->reload_fd = -1;
+    }
+}
+
+/*
+ * SIGHUP: the one reload.  The master reads and checks the configuration
+ * and the keys; if both are good they are in force for the master (and so
+ * for every child forked from now on) and the workers get the same
+ * snapshot over their channels.  Nothing changes when either is bad.
+ */
 static void
 reload(struct master *m)
 {
-    struct sc_config *fresh = malloc(sizeof(*fresh));
+    struct sc_reload r;
     struct sc_jwt_keys *keys;
     char err[512];
+    int fd;
 
-    if (fresh == NULL) {
-        sc_log(SC_LOG_ERR, "reload failed: out of memory");
-        return;
-    }
-    sc_config_defaults(fresh, sc_proc_ncpu());
-    if (sc_config_parse_argv(fresh, m->argc, m->argv, err, sizeof(err)) !=
-            0 ||
-        sc_config_finish(fresh, err, sizeof(err)) != 0) {
+    if (sc_reload_read(&r, m->cfg, m->argc, m->argv, err, sizeof(err)) !=
+        0) {
         sc_log(SC_LOG_ERR, "reload failed, keeping the running "
-               "configuration: %s", err);
-        free(fresh);
+               "configuration and keys: %s", err);
         return;
     }
-    /* the keys too: a reload that workers would refuse is refused here,
-     * and a worker respawned later inherits the keys in force */
-    keys = sc_secret_load_keys(fresh, err, sizeof(err));
+    /* a reload that workers would refuse is refused here, and a worker
+     * respawned later inherits the keys in force */
+    keys = sc_reload_keys(&r, err, sizeof(err));
     if (keys == NULL) {
         sc_log(SC_LOG_ERR, "reload failed, keeping the running "
                "configuration and keys: %s", err);
-        free(fresh);
+        sc_reload_fini(&r);
+        return;
+    }
+    fd = sc_reload_pack(&r);
+    if (fd < 0) {
+        sc_log(SC_LOG_ERR, "reload failed, keeping the running "
+               "configuration and keys: snapshot: %s", strerror(errno));
+        sc_jwt_keys_free(keys);
+        sc_reload_fini(&r);
         return;
     }
     sc_jwt_keys_free(*m->keys);
     *m->keys = keys;
-    /* listeners, workers and the registry stay as they are; the rest is
-     * re-read by each child when it gets SIGHUP, and a child respawned
-     * later starts from the reloaded snapshot kept here */
-    memcpy(fresh->listen, m->cfg->listen, sizeof(fresh->listen));
-    fresh->nlisten = m->cfg->nlisten;
-    fresh->workers = m->cfg->workers;
-    fresh->max_events = m->cfg->max_events;
-    memcpy(fresh->shm_name, m->cfg->shm_name, sizeof(fresh->shm_name));
-    memcpy(fresh->pid_file, m->cfg->pid_file, sizeof(fresh->pid_file));
-    memcpy(m->cfg, fresh, sizeof(*fresh));
-    sc_log_init(fresh->log_level, fresh->log_format == SC_LOG_FORMAT_JSON);
-    free(fresh);
-    sc_log(SC_LOG_INFO, "configuration reloaded; signalling children");
-    signal_children(m, SIGHUP);
+    memcpy(m->cfg, r.cfg, sizeof(*m->cfg));
+    sc_reload_fini(&r);
+    sc_log_init(m->cfg->log_level,
+                m->cfg->log_format == SC_LOG_FORMAT_JSON);
+    if (m->reload_fd >= 0) {
+        close(m->reload_fd); /* an older snapshot not yet everywhere */
+    }
+    m->reload_fd = fd;
+    for (unsigned w = 0; w < m->nworkers; w++) {
+        m->workers[w].reload_due = true;
+    }
+    sc_log(SC_LOG_INFO, "configuration reloaded; passing it to the "
+           "workers");
+    send_reloads(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -773,6 +825,9 @@ master_loop(struct master *m, const sigset_t *orig)
         if (m->held_fd >= 0) {
             retry_held(m, now);
         }
+        if (m->reload_fd >= 0) {
+            send_reloads(m);
+        }
         for (nfds_t i = 0; rc > 0 && i < nl && m->held_fd < 0; i++) {
             if (pfd[i].revents & POLLIN) {
                 accept_on(m, i);
@@ -807,6 +862,7 @@ sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
     m.nworkers = (unsigned)cfg->workers;
     m.listener.chan = -1;
     m.held_fd = -1;
+    m.reload_fd = -1;
     for (unsigned w = 0; w < m.nworkers; w++) {
         m.workers[w].chan = -1;
         m.wake_fds[w] = -1;
@@ -871,6 +927,9 @@ out:
     }
     if (cfg->pid_file[0]) {
         unlink(cfg->pid_file);
+    }
+    if (m.reload_fd >= 0) {
+        close(m.reload_fd);
     }
     sc_registry_unlink(cfg->shm_name);
     sc_registry_detach(&m.reg);

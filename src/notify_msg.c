@@ -20,6 +20,8 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "text.h"
+
 /* The members we read; the order matches field_desc[]. */
 enum field {
     F_TYPE,
@@ -446,7 +448,7 @@ get_type(const struct slot *s, enum sc_notify_type *type, const char **reason)
     return fail(reason, field_desc[F_TYPE].range, SC_NOTIFY_ETYPE);
 }
 
-/* eventId: a JSON integer, or a string of digits (SPEC section 4). */
+/* eventId: a JSON integer, or a string of digits (PROTOCOL.md section 7) */
 static int
 get_event_id(const struct slot *s, uint64_t *id, const char **reason)
 {
@@ -457,7 +459,7 @@ get_event_id(const struct slot *s, uint64_t *id, const char **reason)
     if (s->item != NULL && cJSON_IsString(s->item)) {
         /* the raw text, quotes excluded: escapes are not digits */
         r = s->len >= 2 && s->raw[1] != '-'
-                ? parse_digits(s->raw + 1, s->len - 2, SC_NOTIFY_EVENT_ID_MAX,
+                ? parse_digits(s->raw + 1, s->len - 2, SC_EVENT_ID_MAX,
                                &v)
                 : -1;
         if (r == -1) {
@@ -467,7 +469,7 @@ get_event_id(const struct slot *s, uint64_t *id, const char **reason)
             return fail(reason, d->range, SC_NOTIFY_EFIELD);
         }
     } else {
-        r = get_integer(s, F_EVENT_ID, SC_NOTIFY_EVENT_ID_MAX, &v, reason);
+        r = get_integer(s, F_EVENT_ID, SC_EVENT_ID_MAX, &v, reason);
         if (r < 0) {
             return r;
         }

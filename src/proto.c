@@ -1,11 +1,12 @@
 /*
- * proto.c - client protocol messages (see proto.h, SPEC section 4)
+ * proto.c - client protocol messages (see proto.h, docs/PROTOCOL.md
+ * section 4)
  *
- * Parsing uses cJSON and accepts exactly what the SPEC allows: an object
+ * Parsing uses cJSON and accepts exactly what the protocol allows: an object
  * with a string `type`, and for (un)subscribe an `eventId` that is a
  * positive integer below 2^53, as a JSON number or a string of digits.
  * Encoding is done with snprintf into the caller's buffer: every server
- * message is small and its field order is fixed by the SPEC, which a
+ * message is small and its field order is fixed by the protocol, which a
  * generic JSON printer would not guarantee.
  */
 #include "proto.h"
@@ -13,11 +14,12 @@
 #include "json_text.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include "text.h"
 
 static long
 fit(int n, size_t cap)
@@ -60,36 +62,23 @@ sc_proto_timestamp(uint64_t ms, char out[25])
     out[24] = '\0';
 }
 
-/* eventId: a positive integral number or a string of digits, < 2^53 */
+/* eventId: a positive integral number or a string of digits (text.h) */
 static int
 parse_event_id(const cJSON *v, uint64_t *out)
 {
-    uint64_t id = 0;
-
     if (v == NULL) {
         return SC_PROTO_MISSING_FIELD;
     }
     if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (!(d >= 1) || d > (double)SC_PROTO_EVENT_ID_MAX || floor(d) != d) {
-            return SC_PROTO_INVALID_FIELD;
-        }
-        *out = (uint64_t)d;
-        return SC_PROTO_OK;
+        return sc_event_id_number(v->valuedouble, out) == 0
+                   ? SC_PROTO_OK
+                   : SC_PROTO_INVALID_FIELD;
     }
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+    if (!cJSON_IsString(v) ||
+        sc_event_id_digits(v->valuestring, strlen(v->valuestring), true,
+                           out) != 0) {
         return SC_PROTO_INVALID_FIELD;
     }
-    for (const char *p = v->valuestring; *p; p++) {
-        if (*p < '0' || *p > '9' || p - v->valuestring >= 16) {
-            return SC_PROTO_INVALID_FIELD;
-        }
-        id = id * 10 + (uint64_t)(*p - '0');
-    }
-    if (id == 0 || id > SC_PROTO_EVENT_ID_MAX) {
-        return SC_PROTO_INVALID_FIELD;
-    }
-    *out = id;
     return SC_PROTO_OK;
 }
 
@@ -169,37 +158,16 @@ sc_proto_parse(const char *text, size_t len, struct sc_client_msg *out)
     return rc;
 }
 
-/* Writes s as the inside of a JSON string; returns bytes or -1. */
-static long
-json_escape(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (o + 7 >= cap) {
-            return -1;
-        }
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-    return (long)o;
-}
-
 static long
 error_msg(char *out, size_t cap, const char *code, const char *message,
           uint64_t now_ms)
 {
     char ts[25], esc[6 * 128 + 1]; /* every byte may become \u00XX */
 
-    if (json_escape(esc, sizeof(esc), message) < 0) {
+    bool whole;
+
+    sc_json_escape(esc, sizeof(esc), 0, message, &whole);
+    if (!whole) {
         return -1;
     }
     sc_proto_timestamp(now_ms, ts);

@@ -150,13 +150,11 @@ sc_secret_read(const struct sc_config *cfg, size_t *len, char *err,
     return NULL;
 }
 
-struct sc_jwt_keys *
-sc_secret_load_keys(const struct sc_config *cfg, char *err, size_t errlen)
+int
+sc_secret_read_material(const struct sc_config *cfg, uint8_t **secret,
+                        size_t *secret_len, char **pem, size_t *pem_len,
+                        char *err, size_t errlen)
 {
-    uint8_t *secret = NULL;
-    char *pem = NULL;
-    size_t slen = 0, plen = 0;
-    struct sc_jwt_keys *keys;
     const char *env = getenv("SEATCAST_JWT_SECRET");
     /* with a public key, HS* stays off unless a secret file is named: an
      * inherited environment must not keep HMAC on behind the operator */
@@ -164,23 +162,43 @@ sc_secret_load_keys(const struct sc_config *cfg, char *err, size_t errlen)
                        (cfg->jwt_public_key[0] == '\0' && env != NULL &&
                         env[0] != '\0');
 
+    *secret = NULL;
+    *pem = NULL;
+    *secret_len = *pem_len = 0;
     if (cfg->jwt_public_key[0] != '\0') {
-        pem = read_small_file(cfg->jwt_public_key, &plen, err, errlen);
-        if (pem == NULL) {
-            return NULL;
+        *pem = read_small_file(cfg->jwt_public_key, pem_len, err, errlen);
+        if (*pem == NULL) {
+            return -1;
         }
     }
-    if (want_secret || pem == NULL) {
-        secret = sc_secret_read(cfg, &slen, err, errlen);
-        if (secret == NULL) {
+    if (want_secret || *pem == NULL) {
+        *secret = sc_secret_read(cfg, secret_len, err, errlen);
+        if (*secret == NULL) {
             /* keep the precise reason when a source was named */
-            if (pem == NULL && !want_secret) {
+            if (*pem == NULL && !want_secret) {
                 snprintf(err, errlen, "no JWT key: set --jwt-secret-file, "
                          "SEATCAST_JWT_SECRET or --jwt-public-key");
             }
-            free(pem);
-            return NULL;
+            free(*pem);
+            *pem = NULL;
+            *pem_len = 0;
+            return -1;
         }
+    }
+    return 0;
+}
+
+struct sc_jwt_keys *
+sc_secret_load_keys(const struct sc_config *cfg, char *err, size_t errlen)
+{
+    uint8_t *secret;
+    char *pem;
+    size_t slen, plen;
+    struct sc_jwt_keys *keys;
+
+    if (sc_secret_read_material(cfg, &secret, &slen, &pem, &plen, err,
+                                errlen) != 0) {
+        return NULL;
     }
     keys = sc_jwt_keys_new(secret, slen, pem, plen, err, errlen);
     if (secret != NULL) {

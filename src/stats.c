@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "proc.h"
 #include "registry.h"
@@ -62,15 +63,13 @@ worker_json(const struct sc_registry *reg, unsigned w, uint64_t now)
     NUM(o, "connections", LOAD(s->connections));
     NUM(o, "clients", LOAD(s->clients));
     NUM(o, "subscriptions", LOAD(s->subscriptions));
-    NUM(o, "connections_total", LOAD(s->connections_total));
-    NUM(o, "handshakes", LOAD(s->handshakes));
-    NUM(o, "handshake_failures", LOAD(s->handshake_failures));
-    NUM(o, "auth_failures", LOAD(s->auth_failures));
-    NUM(o, "messages_sent", LOAD(s->messages_sent));
-    NUM(o, "bytes_sent", LOAD(s->bytes_sent));
-    NUM(o, "messages_received", LOAD(s->messages_received));
+#define SC_X(field, metric, help, stats)                                       \
+    if ((stats) & SC_CTR_WORKER) {                                             \
+        NUM(o, #field, LOAD(s->field));                                        \
+    }
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     NUM(o, "ring_seq", LOAD(s->ring_seq));
-    NUM(o, "resyncs", LOAD(s->resyncs));
     return o;
 }
 
@@ -120,11 +119,12 @@ registry_json(const struct sc_registry *reg)
     NUM(tot, "connections", t.connections);
     NUM(tot, "clients", t.clients);
     NUM(tot, "subscriptions", t.subscriptions);
-    NUM(tot, "connections_total", t.connections_total);
-    NUM(tot, "handshakes", t.handshakes);
-    NUM(tot, "auth_failures", t.auth_failures);
-    NUM(tot, "messages_sent", t.messages_sent);
-    NUM(tot, "bytes_sent", t.bytes_sent);
+#define SC_X(field, metric, help, stats)                                       \
+    if ((stats) & SC_CTR_TOTAL) {                                              \
+        NUM(tot, #field, t.field);                                             \
+    }
+    SC_WORKER_COUNTERS(SC_X)
+#undef SC_X
     NUM(tot, "accepted", LOAD(h->accepted_total));
     NUM(tot, "accept_drops", LOAD(h->accept_drops));
     NUM(tot, "worker_restarts", LOAD(h->worker_restarts));

@@ -23,6 +23,7 @@
 #include "jwt.h"
 #include "proc.h"
 #include "secret.h"
+#include "text.h"
 
 static const char token_usage_text[] =
     "usage: seatcast token --sub ID [--ttl SECONDS] [--events 1,2] "
@@ -48,7 +49,7 @@ parse_events(const char *s)
     while (arr != NULL && *p) {
         char *end;
         unsigned long long v = strtoull(p, &end, 10);
-        if (end == p || v == 0 || v >= (1ULL << 53) ||
+        if (end == p || v == 0 || v > SC_EVENT_ID_MAX ||
             (*end != ',' && *end != '\0')) {
             cJSON_Delete(arr);
             return NULL;

@@ -8,9 +8,9 @@
  * wslay_frame.c, but it keeps no copy of the header: the length is
  * accumulated into `remaining` and the key into `mask` as the bytes come,
  * so the state stays at 40 bytes.  Every rule is checked at the first byte
- * that can break it (SPEC section 5 asks to fail fast): the opcode and RSV
- * bits at header byte 1, masking at byte 2, the length rules (minimal
- * form, top bit, message size) as soon as the length field is complete,
+ * that can break it (docs/PROTOCOL.md section 5 asks to fail fast): the
+ * opcode and RSV bits at header byte 1, masking at byte 2, the length
+ * rules (minimal form, top bit, message size) as soon as the length field is complete,
  * and UTF-8 on each chunk of payload as it arrives.  Text payload is
  * unmasked in the caller's buffer and handed out in place; control
  * payloads (<= 125 bytes, possibly split across reads) are gathered into
@@ -89,7 +89,7 @@ frame_opcode_error(const struct sc_ws_parser *p, int op, bool fin)
         /* RFC 6455 5.4: fragments of two messages never interleave */
         return in_msg ? SC_WS_CLOSE_PROTOCOL : 0;
     case SC_WS_OP_BINARY:
-        /* SPEC 5: binary is not part of the client protocol */
+        /* PROTOCOL.md section 5: binary is not part of the protocol */
         return in_msg ? SC_WS_CLOSE_PROTOCOL : SC_WS_CLOSE_UNSUPPORTED;
     case SC_WS_OP_CLOSE:
     case SC_WS_OP_PING:
@@ -237,7 +237,7 @@ close_done(struct sc_ws_parser *p, struct sc_ws_event *ev, bool *have_event)
     if (p->ctl_len >= 2) {
         code = (uint16_t)(p->ctl[0] << 8 | p->ctl[1]);
         skip = 2;
-        /* SPEC 5: invalid close code or reason -> 1002 */
+        /* PROTOCOL.md section 5: invalid close code or reason -> 1002 */
         if (!sc_ws_close_code_valid(code) ||
             !sc_utf8_valid(p->ctl + 2, p->ctl_len - 2u)) {
             parser_fail(p, SC_WS_CLOSE_PROTOCOL);
@@ -308,7 +308,7 @@ payload_data(struct sc_ws_parser *p, uint8_t *in, size_t avail,
     size_t n = p->remaining < avail ? (size_t)p->remaining : avail;
 
     payload_unmask(p, in, n);
-    /* SPEC 5: fail at the read that brings the bad byte */
+    /* PROTOCOL.md section 5: fail at the read that brings the bad byte */
     if (sc_utf8_feed(&p->utf8, in, n) != SC_UTF8_OK) {
         parser_fail(p, SC_WS_CLOSE_INVALID_DATA);
         return n;

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "base64.h"
+#include "text.h"
 
 /* RFC 6455 1.3 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -51,26 +52,6 @@ has_prefix(const char *a, size_t alen, const char *prefix)
     return alen >= plen && memcmp(a, prefix, plen) == 0;
 }
 
-static char
-ascii_lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool
-ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen) {
-        return false;
-    }
-    for (size_t i = 0; i < alen; i++) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* True if any header line `name` holds the list element `token`. */
 static bool
 header_has_token(const struct sc_http_req *req, const char *name,
@@ -79,38 +60,12 @@ header_has_token(const struct sc_http_req *req, const char *name,
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct sc_http_header *h = &req->headers[i];
 
-        if (ascii_ieq(h->name, h->name_len, name, strlen(name)) &&
+        if (sc_ascii_ieq(h->name, h->name_len, name, strlen(name)) &&
             sc_http_has_token(h->value, h->value_len, token)) {
             return true;
         }
     }
     return false;
-}
-
-/*
- * Parses a positive decimal eventId below 2^53 with no sign and no leading
- * zero.  Returns 0 or -1.
- */
-static int
-parse_event_id(const char *s, size_t n, uint64_t *id)
-{
-    uint64_t v = 0;
-
-    /* 2^53 - 1 has 16 digits: no overflow of v below */
-    if (n == 0 || n > 16 || s[0] == '0') {
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return -1;
-        }
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > SC_WS_EVENT_ID_MAX) {
-        return -1;
-    }
-    *id = v;
-    return 0;
 }
 
 /* Sets hs->route from the path; returns 0 or the failure status. */
@@ -128,7 +83,7 @@ route_path(const char *path, size_t len, struct sc_handshake *hs)
     } else if (has_prefix(path, len, events)) {
         size_t off = sizeof(events) - 1;
 
-        if (parse_event_id(path + off, len - off, &hs->event_id) != 0) {
+        if (sc_event_id_digits(path + off, len - off, false, &hs->event_id) != 0) {
             return fail(hs, 400, "invalid event id");
         }
         hs->route = SC_ROUTE_WS_EVENT;
@@ -248,7 +203,7 @@ check_origin(const struct sc_handshake_opts *opts, struct sc_handshake *hs)
     for (size_t i = 0; i < opts->nallowed_origins; i++) {
         const char *o = opts->allowed_origins[i];
 
-        if (ascii_ieq(hs->origin, hs->origin_len, o, strnlen(o, 256))) {
+        if (sc_ascii_ieq(hs->origin, hs->origin_len, o, strnlen(o, 256))) {
             return 0;
         }
     }
@@ -288,7 +243,7 @@ bearer_credentials(const struct sc_http_req *req, size_t *len)
     }
     sp = memchr(h->value, ' ', h->value_len);
     if (sp == NULL ||
-        !ascii_ieq(h->value, (size_t)(sp - h->value), "Bearer", 6)) {
+        !sc_ascii_ieq(h->value, (size_t)(sp - h->value), "Bearer", 6)) {
         return NULL;
     }
     off = (size_t)(sp - h->value);
@@ -317,7 +272,7 @@ scan_subprotocols(const struct sc_http_req *req, struct sc_handshake *hs,
         size_t pos = 0, elen;
         const char *elem;
 
-        if (!ascii_ieq(h->name, h->name_len, "Sec-WebSocket-Protocol", 22)) {
+        if (!sc_ascii_ieq(h->name, h->name_len, "Sec-WebSocket-Protocol", 22)) {
             continue;
         }
         while (sc_http_list_next(h->value, h->value_len, &pos, &elem, &elen)) {

@@ -46,9 +46,13 @@ wait_gone() {
 # as COMM (and has ARG on its command line): left by a demo that was
 # killed.  Then remove the file.
 stop_pidfile() {
-    local pid cmd
+    local pid cmd=""
     pid=$(cat "$1" 2>/dev/null || true)
-    cmd=$(tr '\0' ' ' < "/proc/${pid:-0}/cmdline" 2>/dev/null || true)
+    # no file (or a pid that is gone): nothing to read, and no message;
+    # the redirection is inside the group so that its error is silenced
+    if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+        cmd=$( { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null || true)
+    fi
     if [ -n "$pid" ] && grep -qs "^$2" "/proc/$pid/comm" &&
        [[ $cmd == *"${3:-}"* ]]; then
         say "stopping a $2 (pid $pid) left by an earlier run"

@@ -18,6 +18,7 @@
  * token yields an empty or over-long user or an unsorted events array.
  */
 #include "jwt.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,7 @@ fuzz_check_claims(const struct sc_jwt_claims *c)
         abort();
     }
     for (size_t i = 0; i < c->nevents; i++) {
-        if (c->events[i] == 0 || c->events[i] >= SC_JWT_MAX_EVENT_ID ||
+        if (c->events[i] == 0 || c->events[i] > SC_EVENT_ID_MAX ||
             (i > 0 && c->events[i - 1] >= c->events[i]) ||
             !sc_jwt_claims_allows_event(c, c->events[i])) {
             abort();

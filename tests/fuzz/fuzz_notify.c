@@ -7,6 +7,7 @@
  * "make build/fuzz/fuzz_notify"; seeds in tests/fuzz/corpus/notify/.
  */
 #include "notify_msg.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ check_result(const struct sc_notify *n)
         }
         return;
     }
-    if (n->event_id == 0 || n->event_id > SC_NOTIFY_EVENT_ID_MAX ||
+    if (n->event_id == 0 || n->event_id > SC_EVENT_ID_MAX ||
         n->version < 0 || n->available_seats < 0 ||
         n->available_seats > n->seat_capacity) {
         abort();

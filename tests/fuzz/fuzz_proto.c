@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "text.h"
 
 static void
 check_json(const char *out, long n)
@@ -52,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (m.type) {
     case SC_MSG_SUBSCRIBE:
     case SC_MSG_UNSUBSCRIBE:
-        if (m.event_id == 0 || m.event_id > SC_PROTO_EVENT_ID_MAX) {
+        if (m.event_id == 0 || m.event_id > SC_EVENT_ID_MAX) {
             abort();
         }
         check_json(out, sc_proto_subscribed(out, sizeof(out), m.event_id,

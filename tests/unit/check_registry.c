@@ -9,6 +9,7 @@
  * Segment names are "/sc-test-<runner pid>-<test pid>-<n>"; main() removes
  * whatever a failed test left behind.
  */
+#include "clock.h"
 #include "registry.h"
 
 #include <check.h>

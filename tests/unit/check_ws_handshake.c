@@ -4,6 +4,7 @@
  * key (RFC 6455 1.3 example) and the responses written
  */
 #include "ws_handshake.h"
+#include "text.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -194,7 +195,7 @@ START_TEST(event_ids)
     ck_assert_int_eq(hs.status, 101);
     ck_assert_uint_eq(hs.event_id, 123);
     check_req("GET", "/ws/events/9007199254740991", 1, GOOD, NULL, &hs);
-    ck_assert_uint_eq(hs.event_id, SC_WS_EVENT_ID_MAX);
+    ck_assert_uint_eq(hs.event_id, SC_EVENT_ID_MAX);
     check_req("GET", "/ws", 1, GOOD, NULL, &hs);
     ck_assert_uint_eq(hs.event_id, 0);
 }

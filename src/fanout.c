@@ -1,0 +1,521 @@
+/*
+ * fanout.c - delivery of changes to one worker's subscribers (see
+ * fanout.h)
+ *
+ * A drain reads the ring from ring_seq to its head.  Each change of a
+ * followed event becomes a pending entry holding its frames (copied out
+ * of the ring once, shared by every subscriber); the batch is sent per
+ * event, each subscriber getting that event's frames in order in one
+ * write, minus those its snapshot already holds.  A deletion or a
+ * revocation sends the batch first, so that order is kept.  An event
+ * whose last subscriber leaves during a batch waits on the zombie list
+ * (a pending entry may still point at it) and is freed after the batch.
+ */
+#include "fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "frame.h"
+#include "log.h"
+#include "proto.h"
+#include "registry.h"
+
+#define RELAXED memory_order_relaxed
+
+/* ------------------------------------------------------------------ */
+/* The index of followed events                                         */
+
+static uint32_t
+ev_hash(int64_t id)
+{
+    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
+
+    return (uint32_t)(x >> 32);
+}
+
+static struct sc_wevent *
+wevent_find(struct sc_fanout *fan, int64_t id)
+{
+    struct sc_wevent *e = fan->events[ev_hash(id) & fan->events_mask];
+
+    while (e != NULL && e->id != id) {
+        e = e->hnext;
+    }
+    return e;
+}
+
+static void
+wevent_grow(struct sc_fanout *fan)
+{
+    uint32_t n = (fan->events_mask + 1) * 2;
+    struct sc_wevent **t = calloc(n, sizeof(*t));
+
+    if (t == NULL) {
+        return; /* chains just get longer */
+    }
+    for (uint32_t i = 0; i <= fan->events_mask; i++) {
+        struct sc_wevent *e = fan->events[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            e->hnext = t[ev_hash(e->id) & (n - 1)];
+            t[ev_hash(e->id) & (n - 1)] = e;
+        }
+    }
+    free(fan->events);
+    fan->events = t;
+    fan->events_mask = n - 1;
+}
+
+static struct sc_wevent *
+wevent_get(struct sc_fanout *fan, struct sc_event_entry *entry, int64_t id)
+{
+    struct sc_wevent *e = wevent_find(fan, id);
+    struct sc_event_state st;
+
+    if (e != NULL) {
+        return e;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return NULL;
+    }
+    e->id = id;
+    e->entry = entry;
+    sc_registry_event_read(entry, &st);
+    e->last_version = st.version;
+    e->hnext = fan->events[ev_hash(id) & fan->events_mask];
+    fan->events[ev_hash(id) & fan->events_mask] = e;
+    if (++fan->nevents > (fan->events_mask + 1) * 2) {
+        wevent_grow(fan);
+    }
+    return e;
+}
+
+static void
+wevent_drop(struct sc_fanout *fan, struct sc_wevent *e)
+{
+    struct sc_wevent **pp = &fan->events[ev_hash(e->id) & fan->events_mask];
+
+    while (*pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = e->hnext;
+    fan->nevents--;
+    free(e);
+}
+
+int
+sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
+               unsigned index, const struct sc_fanout_ops *ops, void *host)
+{
+    memset(fan, 0, sizeof(*fan));
+    fan->reg = reg;
+    fan->slot = sc_registry_worker(reg, index);
+    fan->index = index;
+    fan->ops = ops;
+    fan->host = host;
+    fan->events = calloc(64, sizeof(*fan->events));
+    if (fan->events == NULL) {
+        return -1;
+    }
+    fan->events_mask = 63;
+    /* start at the ring's head: the state before it is in the table */
+    fan->ring_seq = atomic_load(&reg->hdr->ring_head);
+    atomic_store(&fan->slot->ring_seq, fan->ring_seq);
+    return 0;
+}
+
+void
+sc_fanout_fini(struct sc_fanout *fan)
+{
+    free(fan->events);
+    fan->events = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions                                                        */
+
+static struct sc_sub *
+sub_find(const struct sc_follower *fol, int64_t id)
+{
+    struct sc_sub *s = fol->subs;
+
+    while (s != NULL && s->ev->id != id) {
+        s = s->next;
+    }
+    return s;
+}
+
+int
+sc_fanout_subscribe(struct sc_fanout *fan, struct sc_follower *fol,
+                    struct sc_event_entry *entry, int64_t id, uint32_t limit,
+                    struct sc_event_state *snap)
+{
+    struct sc_sub *s = sub_find(fol, id);
+    struct sc_wevent *e;
+    int rc = 0;
+
+    if (s == NULL) {
+        if (fol->nsubs >= limit) {
+            return -2;
+        }
+        e = wevent_get(fan, entry, id);
+        s = calloc(1, sizeof(*s));
+        if (e == NULL || s == NULL) {
+            free(s);
+            if (e != NULL && e->nsubs == 0) {
+                wevent_drop(fan, e);
+            }
+            return -1;
+        }
+        s->fol = fol;
+        s->ev = e;
+        s->next = fol->subs;
+        fol->subs = s;
+        fol->nsubs++;
+        s->ev_next = e->subs;
+        if (e->subs != NULL) {
+            e->subs->ev_prev = s;
+        }
+        e->subs = s;
+        e->nsubs++;
+        sc_registry_event_subs_add(fan->reg, entry, fan->index, +1);
+        atomic_fetch_add_explicit(&fan->slot->subscriptions, 1, RELAXED);
+        rc = 1;
+    }
+    /* the snapshot: the newest state, read after subscribing so that no
+     * change can fall between the two; changes up to its version that
+     * are still on their way through the ring are skipped for this
+     * subscription only (the worker's other subscribers need them) */
+    sc_registry_event_read(entry, snap);
+    if (snap->version > s->min_version) {
+        s->min_version = snap->version;
+    }
+    return rc;
+}
+
+/* Unlinks s from its event (O(1)) and frees it; not from fol's list. */
+static void
+sub_drop(struct sc_fanout *fan, struct sc_sub *s)
+{
+    struct sc_wevent *e = s->ev;
+
+    if (s->ev_prev != NULL) {
+        s->ev_prev->ev_next = s->ev_next;
+    } else {
+        e->subs = s->ev_next;
+    }
+    if (s->ev_next != NULL) {
+        s->ev_next->ev_prev = s->ev_prev;
+    }
+    e->nsubs--;
+    sc_registry_event_subs_add(fan->reg, e->entry, fan->index, -1);
+    atomic_fetch_sub_explicit(&fan->slot->subscriptions, 1, RELAXED);
+    s->fol->nsubs--;
+    if (e->nsubs == 0) {
+        if (fan->batching) {
+            /* a batch may still point at e: free it after the batch */
+            if (!e->zombie) {
+                e->zombie = true;
+                e->znext = fan->zombies;
+                fan->zombies = e;
+            }
+        } else {
+            wevent_drop(fan, e);
+        }
+    }
+    free(s);
+}
+
+int
+sc_fanout_unsubscribe(struct sc_fanout *fan, struct sc_follower *fol,
+                      int64_t id)
+{
+    struct sc_sub **pp = &fol->subs;
+
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->ev->id == id) {
+            struct sc_sub *s = *pp;
+            *pp = s->next;
+            sub_drop(fan, s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void
+sc_fanout_unsubscribe_all(struct sc_fanout *fan, struct sc_follower *fol)
+{
+    while (fol->subs != NULL) {
+        struct sc_sub *s = fol->subs;
+        fol->subs = s->next;
+        sub_drop(fan, s);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Delivery                                                             */
+
+/*
+ * Queues f, a change of e at `version`, to every subscriber of e whose
+ * snapshot does not already hold it (each may be closed as slow).
+ */
+static void
+fanout(struct sc_fanout *fan, struct sc_wevent *e, struct sc_frame *f,
+       int64_t version)
+{
+    struct sc_sub *s = e->subs, *next;
+
+    for (; s != NULL; s = next) {
+        next = s->ev_next;
+        if (s->min_version >= version) {
+            continue;
+        }
+        /* a slow consumer closed here unlinks s (and maybe next's
+         * neighbour, never next itself: only its own subs go) */
+        fan->ops->send(s->fol->owner, f);
+    }
+}
+
+static void
+record_latency(struct sc_fanout *fan, int64_t commit_ms)
+{
+    struct sc_worker_slot *slot = fan->slot;
+    int64_t now = (int64_t)sc_wall_ms();
+    uint64_t ms = now > commit_ms ? (uint64_t)(now - commit_ms) : 0;
+
+    atomic_fetch_add_explicit(&slot->lat_count, 1, RELAXED);
+    atomic_fetch_add_explicit(&slot->lat_sum_us, ms * 1000, RELAXED);
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        if (ms <= sc_lat_bounds_ms[i]) {
+            atomic_fetch_add_explicit(&slot->lat_buckets[i], 1, RELAXED);
+            return;
+        }
+    }
+}
+
+/* Every subscription to a deleted event is dropped, with `unsubscribed`. */
+static void
+deliver_deleted(struct sc_fanout *fan, struct sc_wevent *e)
+{
+    char msg[SC_PROTO_MSG_MAX];
+    struct sc_frame *f = sc_frame_text(
+        msg,
+        sc_proto_unsubscribed(msg, sizeof(msg), (uint64_t)e->id,
+                              sc_wall_ms()),
+        0);
+
+    while (e->subs != NULL) {
+        struct sc_follower *fol = e->subs->fol;
+        int64_t id = e->id;
+        bool last = e->nsubs == 1;
+        /* unsubscribing the last subscriber frees e */
+        sc_fanout_unsubscribe(fan, fol, id);
+        if (f != NULL) {
+            fan->ops->send(fol->owner, f);
+        }
+        if (last) {
+            break;
+        }
+    }
+    sc_frame_release(f);
+}
+
+/* The jti hashes of a revocation, to the worker. */
+static void
+deliver_revoked(struct sc_fanout *fan, const struct sc_ring_msg *m)
+{
+    uint64_t h[SC_SHM_FRAME_MAX / sizeof(uint64_t)];
+    size_t n = m->frame_len / sizeof(uint64_t);
+
+    for (size_t i = 0; i < n; i++) {
+        memcpy(&h[i], m->frame + i * sizeof(h[i]), sizeof(h[i]));
+    }
+    fan->ops->revoked(fan->host, h, n);
+}
+
+/*
+ * Sends the batch's pending changes: for each event, its frames in order,
+ * to each subscriber in one writev (frames already in a subscriber's
+ * snapshot are left out).
+ */
+static void
+flush_pending(struct sc_fanout *fan)
+{
+    struct sc_frame *fs[2 * SC_FANOUT_PEND_MAX];
+    int64_t vs[2 * SC_FANOUT_PEND_MAX];
+
+    for (unsigned i = 0; i < fan->npend; i++) {
+        struct sc_wevent *e = fan->pend[i].ev;
+        size_t n = 0;
+        if (e == NULL) {
+            continue;
+        }
+        for (unsigned j = i; j < fan->npend; j++) {
+            if (fan->pend[j].ev != e) {
+                continue;
+            }
+            for (int k = 0; k < 2; k++) {
+                if (fan->pend[j].f[k] != NULL) {
+                    fs[n] = fan->pend[j].f[k];
+                    vs[n++] = fan->pend[j].version;
+                }
+            }
+            fan->pend[j].ev = NULL;
+        }
+        for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
+            struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX];
+            size_t m = 0;
+            next = s->ev_next;
+            for (size_t k = 0; k < n; k++) {
+                if (vs[k] > s->min_version) {
+                    mine[m++] = fs[k];
+                }
+            }
+            /* a client freed here takes only its own subscriptions;
+             * emptied events wait on the zombie list */
+            fan->ops->send_many(s->fol->owner, mine, m);
+        }
+    }
+    for (unsigned i = 0; i < fan->npend; i++) {
+        sc_frame_release(fan->pend[i].f[0]);
+        sc_frame_release(fan->pend[i].f[1]);
+    }
+    fan->npend = 0;
+}
+
+/* Queues one change of e into the batch. */
+static void
+add_pending(struct sc_fanout *fan, struct sc_wevent *e,
+            const struct sc_ring_msg *m)
+{
+    struct sc_pending *p;
+
+    if (fan->npend == SC_FANOUT_PEND_MAX) {
+        flush_pending(fan);
+    }
+    p = &fan->pend[fan->npend];
+    p->ev = e;
+    p->version = m->version;
+    p->f[0] = NULL;
+    if (m->update_off > 0 && m->update_off <= m->frame_len) {
+        p->f[0] = sc_frame_new(m->frame, m->update_off, 0);
+    }
+    p->f[1] = sc_frame_new(m->frame + m->update_off,
+                           (size_t)(m->frame_len - m->update_off),
+                           m->event_id);
+    fan->npend++;
+}
+
+static void
+deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
+{
+    struct sc_wevent *e;
+
+    if (m->kind == SC_CHANGE_TOKEN_REVOKED) {
+        flush_pending(fan); /* what came before the revocation goes first */
+        deliver_revoked(fan, m);
+        return;
+    }
+    e = wevent_find(fan, m->event_id);
+    if (e == NULL || e->zombie) {
+        return;
+    }
+    if (m->kind == SC_CHANGE_EVENT_DELETED) {
+        flush_pending(fan);
+        deliver_deleted(fan, e);
+        return;
+    }
+    /* the listener never publishes a version twice, but a resync may
+     * have delivered this state already */
+    if (m->version <= e->last_version) {
+        return;
+    }
+    e->last_version = m->version;
+    if (m->commit_ms > 0) {
+        record_latency(fan, m->commit_ms);
+    }
+    add_pending(fan, e, m);
+}
+
+/* Frees the events left without subscribers during the batch. */
+static void
+bury_zombies(struct sc_fanout *fan)
+{
+    while (fan->zombies != NULL) {
+        struct sc_wevent *e = fan->zombies;
+        fan->zombies = e->znext;
+        e->zombie = false;
+        if (e->nsubs == 0) {
+            wevent_drop(fan, e);
+        }
+    }
+}
+
+/* Behind the ring: send each followed event's current state if newer. */
+static void
+resync(struct sc_fanout *fan)
+{
+    char msg[SC_PROTO_MSG_MAX];
+    struct sc_event_state st;
+
+    atomic_fetch_add_explicit(&fan->slot->resyncs, 1, RELAXED);
+    sc_log(SC_LOG_WARN, "fell behind the broadcast ring; resynchronising "
+           "%u events from the event table", fan->nevents);
+    fan->ring_seq = atomic_load(&fan->reg->hdr->ring_head);
+    for (uint32_t i = 0; i <= fan->events_mask; i++) {
+        struct sc_wevent *e = fan->events[i], *next;
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            sc_registry_event_read(e->entry, &st);
+            if (st.version <= e->last_version) {
+                continue;
+            }
+            if (st.flags & SC_EVENT_DELETED) {
+                deliver_deleted(fan, e);
+                continue;
+            }
+            e->last_version = st.version;
+            struct sc_frame *f = sc_frame_text(
+                msg,
+                sc_proto_seat_update(msg, sizeof(msg), (uint64_t)e->id,
+                                     st.available, st.capacity,
+                                     sc_wall_ms()),
+                e->id);
+            if (f != NULL) {
+                fanout(fan, e, f, st.version);
+                sc_frame_release(f);
+            }
+        }
+    }
+}
+
+void
+sc_fanout_drain(struct sc_fanout *fan)
+{
+    struct sc_ring_msg m;
+
+    fan->batching = true;
+    for (;;) {
+        int rc = sc_registry_ring_read(fan->reg, fan->ring_seq, &m);
+        if (rc == 1) {
+            break;
+        }
+        if (rc < 0) {
+            flush_pending(fan);
+            resync(fan);
+            break;
+        }
+        fan->ring_seq++;
+        if (fan->nevents > 0 || m.kind == SC_CHANGE_TOKEN_REVOKED) {
+            deliver(fan, &m);
+        }
+    }
+    flush_pending(fan);
+    atomic_store_explicit(&fan->slot->ring_seq, fan->ring_seq, RELAXED);
+    fan->batching = false;
+    bury_zombies(fan);
+}
