@@ -102,6 +102,8 @@ struct sc_conn {
     uint32_t msg_len;
     uint32_t msg_cap;
     struct sc_outq *out_head, *out_tail; /* owned */
+    struct sc_outq *pong; /* the queued pong not yet begun, or NULL: a
+                             later ping replaces its payload */
     uint64_t out_bytes;                  /* queued, not yet written */
     uint64_t created_ms;                 /* monotonic */
     uint64_t last_rx_ms;                 /* last frame or byte received */

@@ -54,6 +54,10 @@
 #define IOV_MAX_BATCH 64
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
+static int queued(struct sc_conn *c);
+static bool over_socket_limit(struct sc_conn *c);
+static int refuse_unread(struct sc_conn *c);
+static void slow_consumer(struct sc_conn *c);
 
 /* ------------------------------------------------------------------ */
 /* The worker's connections                                             */
@@ -252,6 +256,9 @@ sc_conn_new(struct sc_conn_env *env, int fd)
     atomic_store_explicit(&env->slot->connections, env->nconns, RELAXED);
     atomic_fetch_add_explicit(&env->slot->connections_total, 1, RELAXED);
     schedule(c);
+    if (over_socket_limit(c) && refuse_unread(c) != 0) {
+        return NULL;
+    }
     return c;
 }
 
@@ -266,6 +273,7 @@ outq_clear(struct sc_conn *c)
     }
     c->out_tail = NULL;
     c->out_bytes = 0;
+    c->pong = NULL;
 }
 
 static void
@@ -328,10 +336,18 @@ sc_conn_free(struct sc_conn *c)
 /* ------------------------------------------------------------------ */
 /* Output                                                               */
 
+/*
+ * Write interest on or off.  While a WebSocket client's output is backed
+ * up (the socket refuses bytes) it is not read either: whatever it sends
+ * would only queue more replies it does not read (docs/PROTOCOL.md,
+ * limits).  Reading resumes when the queue is empty.  Other phases keep
+ * reading: a closing handshake waits for the client's close frame.
+ */
 static void
 want_write(struct sc_conn *c, bool on)
 {
-    short ev = EV_READ | EV_PERSIST | (on ? EV_WRITE : 0);
+    short ev = EV_PERSIST | (on ? EV_WRITE : 0) |
+               (on && c->phase == SC_CONN_WS ? 0 : EV_READ);
 
     if (on == ((c->flags & SC_CONN_WANT_WRITE) != 0)) {
         return;
@@ -388,6 +404,9 @@ flush_queue(struct sc_conn *c)
             }
             wr -= (ssize_t)left;
             c->out_head = q->next;
+            if (q == c->pong) {
+                c->pong = NULL;
+            }
             sc_frame_release(q->frame);
             outq_put(env, q);
             atomic_fetch_add_explicit(&env->slot->messages_sent, 1, RELAXED);
@@ -488,10 +507,28 @@ send_private(struct sc_conn *c, struct sc_frame *f)
         sc_conn_free(c);
         return -1;
     }
-    if (c->flags & SC_CONN_WANT_WRITE) {
-        return 0;
+    return queued(c);
+}
+
+/*
+ * After a frame of the connection's own was queued: writes unless the
+ * socket is full.  Replies (pongs, answers, errors) count toward
+ * --send-buffer-limit like broadcasts, so a client that sends without
+ * reading is closed as a slow consumer instead of growing the worker.
+ * -1 if c was freed or is now closing.
+ */
+static int
+queued(struct sc_conn *c)
+{
+    if (!(c->flags & SC_CONN_WANT_WRITE) && flush_queue(c) != 0) {
+        return -1;
     }
-    return flush_queue(c);
+    if (c->phase == SC_CONN_WS &&
+        c->out_bytes > c->env->cfg->send_buffer_limit) {
+        slow_consumer(c);
+        return -1;
+    }
+    return 0;
 }
 
 /* Queues raw bytes (an encoded frame, an HTTP response). */
@@ -499,6 +536,38 @@ static int
 send_bytes(struct sc_conn *c, const void *data, size_t len)
 {
     return send_private(c, sc_frame_new(data, len, 0));
+}
+
+/*
+ * Queues the pong frame data[0..len).  While an earlier pong waits in the
+ * queue untouched, the new one takes its place (RFC 6455 5.5.3 allows
+ * answering only the latest ping), so pings from a client that does not
+ * read cost one queued pong, not one each.  -1 if c was freed or closes.
+ */
+static int
+send_pong(struct sc_conn *c, const void *data, size_t len)
+{
+    struct sc_frame *f = sc_frame_new(data, len, 0);
+    struct sc_outq *q = c->pong;
+
+    if (f == NULL) {
+        sc_conn_free(c);
+        return -1;
+    }
+    if (q != NULL && q->off == 0) {
+        c->out_bytes = c->out_bytes - q->frame->len + f->len;
+        sc_frame_release(q->frame);
+        q->frame = f;
+        return queued(c);
+    }
+    if (enqueue(c, f) != 0) {
+        sc_frame_release(f);
+        sc_conn_free(c);
+        return -1;
+    }
+    sc_frame_release(f);
+    c->pong = c->out_tail;
+    return queued(c);
 }
 
 /* Sends one text frame with a JSON payload of n bytes. */
@@ -532,6 +601,7 @@ slow_consumer(struct sc_conn *c)
         keep->next = NULL;
         c->out_head = c->out_tail = keep;
         c->out_bytes = keep->frame->len - keep->off;
+        c->pong = NULL;
     } else {
         outq_clear(c);
     }
@@ -665,14 +735,15 @@ sc_conn_close_ws(struct sc_conn *c, uint16_t code, const char *reason)
     return n > 0 ? send_bytes(c, buf, (size_t)n) : 0;
 }
 
-/* Answers and closes: the HTTP response or a final close echo. */
-static void
+/* Answers and closes: the HTTP response or a final close echo.  -1 if c
+ * was freed. */
+static int
 finish_with(struct sc_conn *c, const void *data, size_t len)
 {
     c->phase = SC_CONN_FLUSH;
     c->deadline_ms = sc_mono_ms() + FLUSH_WAIT_MS;
     schedule(c);
-    send_bytes(c, data, len);
+    return send_bytes(c, data, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -898,7 +969,7 @@ on_ws_event(struct sc_conn *c, const struct sc_ws_event *ev)
         }
         n = sc_ws_frame_encode(buf, sizeof(buf), SC_WS_OP_PONG, ev->data,
                                ev->len);
-        return n < 0 ? 0 : send_bytes(c, buf, (size_t)n);
+        return n < 0 ? 0 : send_pong(c, buf, (size_t)n);
     case SC_WS_EV_PONG:
         return 0;
     case SC_WS_EV_CLOSE:
@@ -1082,7 +1153,49 @@ start_session(struct sc_conn *c, const struct sc_handshake *hs,
     return 0;
 }
 
-/* --max-connections counts clients of every worker. */
+/*
+ * --max-connections counts every open socket of every worker, this one
+ * included, handshaking or not: a client that holds request heads
+ * half-sent takes places too (docs/PROTOCOL.md, limits).
+ */
+static bool
+over_socket_limit(struct sc_conn *c)
+{
+    struct sc_totals t;
+
+    sc_registry_totals(c->env->reg, &t);
+    return t.connections > c->env->cfg->max_connections;
+}
+
+/*
+ * Over the limit at accept: 503 at once, and the socket is never read
+ * (its request may not even have arrived).  The answer goes out through
+ * the usual lingering close.  -1 if c was freed.
+ */
+static int
+refuse_unread(struct sc_conn *c)
+{
+    struct sc_handshake hs;
+    char resp[512];
+    long n;
+
+    memset(&hs, 0, sizeof(hs));
+    hs.status = 503;
+    hs.reason = "too many connections";
+    atomic_fetch_add_explicit(&c->env->slot->handshake_failures, 1, RELAXED);
+    sc_log(SC_LOG_INFO, "connection refused with 503 unread: %llu sockets "
+           "open, --max-connections %u",
+           (unsigned long long)c->env->nconns,
+           (unsigned)c->env->cfg->max_connections);
+    n = sc_ws_handshake_error_response(&hs, resp, sizeof(resp));
+    if (n < 0) {
+        sc_conn_free(c);
+        return -1;
+    }
+    return finish_with(c, resp, (size_t)n);
+}
+
+/* --max-connections also bounds the clients of every worker. */
 static bool
 over_connection_limit(struct sc_conn *c)
 {
@@ -1269,7 +1382,8 @@ on_readable(struct sc_conn *c)
             rc = 0; /* FLUSH, LINGER: input is discarded */
             break;
         }
-        if (rc != 0 || (size_t)n < sizeof(env->scratch)) {
+        if (rc != 0 || (size_t)n < sizeof(env->scratch) ||
+            (c->phase == SC_CONN_WS && (c->flags & SC_CONN_WANT_WRITE))) {
             return;
         }
     }
