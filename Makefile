@@ -176,7 +176,7 @@ install: $(BUILD)/seatcast
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/
 PURE_MODS = http_req ws_handshake ws_frame utf8 jwt proto notify_msg base64 \
-            json_text text
+            text
 PURE_SRC  = $(wildcard $(PURE_MODS:%=src/%.c))
 FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)

@@ -1,6 +1,7 @@
 /*
  * text.h - small text helpers shared by the parsers and encoders:
- * ASCII case-insensitive comparison, JSON string escaping, event ids
+ * ASCII case-insensitive comparison, JSON string escaping, JSON text cJSON
+ * would misread, event ids
  *
  * Pure: caller buffers only, no allocation, no I/O.  One copy of each rule,
  * so that the request parser, the handshake, the client protocol, the
@@ -44,5 +45,17 @@ int sc_event_id_digits(const char *s, size_t n, bool zeros, uint64_t *id);
 /* An event id given as a JSON number: integral, 1 .. SC_EVENT_ID_MAX.
  * Returns 0 with *id set, or -1. */
 int sc_event_id_number(double d, uint64_t *id);
+
+/*
+ * What cJSON lets through and JSON does not.  cJSON reads strings as C
+ * strings, so a raw NUL byte or a \u0000 escape inside one ends it early
+ * ("ping<NUL>zz" and "ping\u0000zz" would read as "ping"), and it takes
+ * raw control bytes in strings, which RFC 8259 section 7 forbids.  Both
+ * parsers of untrusted JSON (client messages, token parts) refuse such
+ * text first.  True when s[0..n) holds no control byte but the blanks
+ * tab, LF and CR, and no \u0000 escape; a backslash always escapes the
+ * next byte, so "\\u0000" (an escaped backslash, then text) is not one.
+ */
+bool sc_json_text_ok(const uint8_t *s, size_t n);
 
 #endif /* SC_TEXT_H */

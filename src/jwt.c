@@ -43,7 +43,6 @@
  */
 #include "jwt.h"
 #include "base64.h"
-#include "json_text.h"
 #include "text.h"
 
 #include <inttypes.h>

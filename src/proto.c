@@ -11,8 +11,6 @@
  */
 #include "proto.h"
 
-#include "json_text.h"
-
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static char
 ascii_lower(char c)
@@ -80,4 +81,21 @@ sc_event_id_number(double d, uint64_t *id)
     }
     *id = (uint64_t)d;
     return 0;
+}
+
+bool
+sc_json_text_ok(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+            return false;
+        }
+        if (s[i] == '\\') {
+            if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0) {
+                return false;
+            }
+            i++;
+        }
+    }
+    return true;
 }
