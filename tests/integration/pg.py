@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["PgCluster", "PgError", "find_bindir"]
+__all__ = ["PgCluster", "PgError", "find_bindir", "LOGICAL_SETTINGS"]
 
 PG_USER = "postgres"
 DEFAULT_DB = "seatcast"
@@ -430,15 +430,26 @@ class PgCluster:
 BOOKING_TEMPLATE = "booking_tpl"
 
 
-def booking_cluster(root):
+# Server settings for a cluster that seatcast --source logical can follow:
+# pass as PgCluster(settings=LOGICAL_SETTINGS) or booking_cluster(logical=True).
+LOGICAL_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": 16,
+    "max_wal_senders": 16,
+    "wal_sender_timeout": "10s",
+}
+
+
+def booking_cluster(root, logical=False, files=("schema.sql", "notify.sql")):
     """Generator for a fixture: a started PgCluster holding
-    BOOKING_TEMPLATE (sql/schema.sql then sql/notify.sql); cleaned up
-    after the last test that used it."""
-    pg = PgCluster()
+    BOOKING_TEMPLATE (by default sql/schema.sql then sql/notify.sql);
+    cleaned up after the last test that used it.  logical=True starts it
+    with LOGICAL_SETTINGS (wal_level=logical, room for slots)."""
+    pg = PgCluster(settings=LOGICAL_SETTINGS if logical else None)
     try:
         pg.start()
         pg.createdb(BOOKING_TEMPLATE)
-        for name in ("schema.sql", "notify.sql"):
+        for name in files:
             pg.psql_file(os.path.join(root, "sql", name), db=BOOKING_TEMPLATE)
         yield pg
     finally:
