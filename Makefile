@@ -166,7 +166,8 @@ install: $(BUILD)/seatcast
 	install -m 644 etc/seatcast.conf "$(DESTDIR)$$docdir/examples/seatcast.conf"
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/
-PURE_MODS = http_req ws_handshake ws_frame utf8 jwt proto notify_msg base64
+PURE_MODS = http_req ws_handshake ws_frame utf8 jwt proto notify_msg base64 \
+            pgoutput
 PURE_SRC  = $(wildcard $(PURE_MODS:%=src/%.c))
 FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
