@@ -64,7 +64,7 @@
 #include <stdint.h>
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 4u
+#define SC_SHM_VERSION 5u /* 5: listener source and slot lag */
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -204,6 +204,12 @@ struct sc_listener_slot {
     _Atomic uint64_t reconnects;
     _Atomic uint64_t snapshots;
     _Atomic uint64_t revocations;
+    /* --source logical (issue 11); the source is set for both sources */
+    _Atomic uint32_t source;          /* enum sc_source of config.h */
+    _Atomic uint32_t slot_active;     /* 1 while streaming from the slot */
+    _Atomic uint64_t slot_lag_bytes;  /* server WAL end - confirmed flush */
+    _Atomic uint64_t confirmed_lsn;   /* last position confirmed */
+    _Atomic uint64_t transactions;    /* transactions applied */
 };
 
 /* Fixed part of an event entry; subs[nworkers] follows. */

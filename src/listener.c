@@ -21,6 +21,7 @@
  * table's seat fields and of the ring.
  */
 #include "listener.h"
+#include "listener_int.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -34,6 +35,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "logical.h"
 #include "master.h"
 #include "notify_msg.h"
 #include "proc.h"
@@ -45,37 +47,6 @@
 #define BACKOFF_MAX_MS 5000
 #define PROBE_TIMEOUT_MS 5000
 #define RELAXED memory_order_relaxed
-
-enum step {
-    STEP_IDLE,      /* not connected */
-    STEP_CONNECT,   /* PQconnectPoll in progress */
-    STEP_RECOVERY,  /* SELECT pg_is_in_recovery() */
-    STEP_PROBE,     /* LISTEN probe; NOTIFY probe: waiting for it */
-    STEP_LISTEN,    /* LISTEN channel */
-    STEP_SNAPSHOT,  /* SELECT from seatcast_seat_state */
-    STEP_REVOKED,   /* SELECT from seatcast_revoked_tokens */
-    STEP_READY      /* applying notifications */
-};
-
-struct listener {
-    const struct sc_child_ctx *ctx;
-    const struct sc_config *cfg;
-    struct sc_registry *reg;
-    struct sc_listener_slot *slot;
-    struct event_base *base;
-    struct event *ev_sock;  /* the connection's socket, when connected */
-    struct event *ev_retry; /* reconnect timer */
-    struct event *ev_tick;  /* heartbeat, probe timeout */
-    struct event *ev_term, *ev_int;
-    PGconn *pg;
-    enum step step;
-    bool probe_seen;
-    uint64_t probe_deadline;
-    char probe_channel[64];
-    uint64_t backoff_ms;
-    bool wake[SC_MAX_WORKERS];
-    uint64_t full_logged_ms;
-};
 
 static void on_socket(evutil_socket_t fd, short what, void *arg);
 static void drop_connection(struct listener *l, const char *why);
@@ -287,6 +258,9 @@ apply(struct listener *l, const struct sc_notify *n)
             return;
         }
         sc_registry_event_read(e, &st);
+        if ((st.flags & SC_EVENT_DELETED) && !n->has_version) {
+            return; /* already deleted (a replayed transaction) */
+        }
         int64_t v = n->has_version && n->version > st.version ? n->version
                                                              : st.version + 1;
         sc_registry_event_write(e, SC_EVENT_DELETED, 0, 0, v);
@@ -365,9 +339,14 @@ field_i64(const PGresult *r, int row, int col, bool *ok)
     return v;
 }
 
-/* Rows of seatcast_seat_state into the registry; changes published. */
+/*
+ * Rows of seatcast_seat_state into the registry; changes published.  With
+ * only_new, rows of events the registry already tracks are skipped: the
+ * replication stream, resumed from the slot, brings their changes one by
+ * one (see logical.c).
+ */
 static void
-apply_snapshot(struct listener *l, const PGresult *r)
+apply_snapshot(struct listener *l, const PGresult *r, bool only_new)
 {
     int rows = PQntuples(r), changed = 0, bad = 0;
 
@@ -390,7 +369,8 @@ apply_snapshot(struct listener *l, const PGresult *r)
             continue;
         }
         sc_registry_event_read(e, &st);
-        if (!inserted && (st.flags & SC_EVENT_LIVE) && version <= st.version) {
+        if (!inserted && (st.flags & SC_EVENT_LIVE) &&
+            (version <= st.version || only_new)) {
             continue;
         }
         sc_registry_event_write(e, SC_EVENT_LIVE, (int32_t)avail,
@@ -545,7 +525,7 @@ on_result(struct listener *l, PGresult *r)
         return -1;
     }
     if (l->step == STEP_SNAPSHOT) {
-        apply_snapshot(l, r);
+        apply_snapshot(l, r, false);
     }
     if (l->step == STEP_REVOKED) {
         apply_revoked(l, r);
@@ -560,6 +540,10 @@ consume(struct listener *l)
 
     if (!PQconsumeInput(l->pg)) {
         drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    if (l->step == STEP_LOGICAL) {
+        sc_logical_consume(l);
         return;
     }
     while (l->step != STEP_READY && l->step != STEP_IDLE &&
@@ -616,9 +600,20 @@ continue_connect(struct listener *l)
         watch(l, EV_READ);
         sc_log(SC_LOG_INFO, "connected to PostgreSQL %d (%s:%s)",
                PQserverVersion(l->pg), PQhost(l->pg), PQport(l->pg));
+        if (l->cfg->source == SC_SOURCE_LOGICAL) {
+            l->step = STEP_LOGICAL;
+            sc_logical_start(l);
+            return;
+        }
         next_step(l);
         return;
     default:
+        if (l->cfg->source == SC_SOURCE_LOGICAL) {
+            char why[512];
+            drop_connection(l, sc_logical_explain(PQerrorMessage(l->pg), why,
+                                                  sizeof(why)));
+            return;
+        }
         drop_connection(l, PQerrorMessage(l->pg));
         return;
     }
@@ -646,17 +641,24 @@ static void
 start_connect(evutil_socket_t fd, short what, void *arg)
 {
     struct listener *l = arg;
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {l->cfg->database[0] ? l->cfg->database : NULL,
-                          "seatcast listener", NULL};
+    const char *keys[4], *vals[4];
+    int n = 0;
 
     (void)fd;
     (void)what;
-    if (vals[0] == NULL) {
-        keys[0] = "application_name";
-        vals[0] = "seatcast listener";
-        keys[1] = NULL;
+    if (l->cfg->database[0] != '\0') {
+        keys[n] = "dbname";
+        vals[n++] = l->cfg->database;
     }
+    keys[n] = "application_name";
+    vals[n++] = "seatcast listener";
+    if (l->cfg->source == SC_SOURCE_LOGICAL) {
+        /* a logical walsender; it runs SQL too (the checks, the snapshot) */
+        keys[n] = "replication";
+        vals[n++] = "database";
+    }
+    keys[n] = NULL;
+    vals[n] = NULL;
     atomic_store(&l->slot->db_state, SC_DB_CONNECTING);
     l->pg = PQconnectStartParams(keys, vals, 1);
     if (l->pg == NULL) {
@@ -691,6 +693,9 @@ drop_connection(struct listener *l, const char *why)
         PQfinish(l->pg);
         l->pg = NULL;
     }
+    if (l->cfg->source == SC_SOURCE_LOGICAL) {
+        sc_logical_reset(l);
+    }
     if (atomic_load(&l->slot->db_state) == SC_DB_CONNECTED) {
         atomic_fetch_add_explicit(&l->slot->reconnects, 1, RELAXED);
     }
@@ -708,6 +713,53 @@ drop_connection(struct listener *l, const char *why)
 }
 
 /* ------------------------------------------------------------------ */
+/* For logical.c (listener_int.h)                                      */
+
+void
+sc_listener_drop(struct listener *l, const char *why)
+{
+    drop_connection(l, why);
+}
+
+void
+sc_listener_apply(struct listener *l, const struct sc_notify *n)
+{
+    apply(l, n);
+}
+
+void
+sc_listener_wake(struct listener *l)
+{
+    wake_workers(l);
+}
+
+void
+sc_listener_snapshot(struct listener *l, const PGresult *r, bool only_new)
+{
+    apply_snapshot(l, r, only_new);
+}
+
+void
+sc_listener_revoked(struct listener *l, const PGresult *r)
+{
+    apply_revoked(l, r);
+}
+
+void
+sc_listener_watch(struct listener *l, short what)
+{
+    watch(l, what);
+}
+
+void
+sc_listener_ready(struct listener *l)
+{
+    l->backoff_ms = 0;
+    atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
+    atomic_store(&l->slot->connected_since_ms, sc_wall_ms());
+}
+
+/* ------------------------------------------------------------------ */
 /* Process                                                              */
 
 static void
@@ -718,6 +770,9 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     atomic_store_explicit(&l->slot->heartbeat_ms, sc_mono_ms(), RELAXED);
+    if (l->step == STEP_LOGICAL) {
+        sc_logical_tick(l);
+    }
     if (l->step == STEP_PROBE && sc_mono_ms() >= l->probe_deadline) {
         drop_connection(l, "LISTEN/NOTIFY round trip did not complete in "
                            "5 s: is a transaction-mode pooler between "
@@ -756,6 +811,7 @@ sc_listener_main(const struct sc_child_ctx *ctx)
     snprintf(l.probe_channel, sizeof(l.probe_channel),
              "seatcast_probe_%d_%08x", (int)getpid(), rnd);
     atomic_store(&l.slot->pid, (int32_t)getpid());
+    atomic_store(&l.slot->source, (uint32_t)l.cfg->source);
     atomic_store(&l.slot->state, SC_STATE_STARTING);
     atomic_store(&l.slot->heartbeat_ms, sc_mono_ms());
     l.base = event_base_new();
@@ -785,6 +841,7 @@ sc_listener_main(const struct sc_child_ctx *ctx)
     if (l.pg != NULL) {
         PQfinish(l.pg);
     }
+    sc_logical_free(&l);
     atomic_store(&l.slot->db_state, SC_DB_DISCONNECTED);
     event_free(l.ev_retry);
     event_free(l.ev_tick);

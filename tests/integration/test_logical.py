@@ -8,13 +8,18 @@ and the replica identity the mapping needs), checked with PostgreSQL's own
 decoding functions.  Part two: the server following the slot.
 """
 
+import asyncio
+import json
 import os
 import sys
+import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from booking import BookingDb, Client, check_message  # noqa: E402
 from pg import BOOKING_TEMPLATE, booking_cluster  # noqa: E402
+from server import wait_for, ws_closed, ws_open, ws_ping  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -128,3 +133,184 @@ def test_logical_sql_stream_carries_the_mapping(lcluster, ldb):
     assert changes[4].startswith("table public.seatcast_revoked_tokens: "
                                  "INSERT: jti[text]:'j1'")
     assert changes[5] == "table public.events: DELETE: id[bigint]:%d" % e
+
+
+# ---------------------------------------------------------------- server
+
+K_EVENT = ["type", "eventId", "timestamp"]
+K_SEATS = ["type", "eventId", "availableSeats", "seatCapacity", "timestamp"]
+K_BOOKING = ["type", "eventId", "availableSeats", "timestamp"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def healthz(srv):
+    status, _, body = srv.http_get("/healthz")
+    return status, json.loads(body)
+
+
+async def subscribe_new(c, e, timeout=10):
+    """Subscribes to an event just inserted: not_found until its change
+    has come through the stream (WAL is sent once flushed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await c.request({"type": "subscribe_event", "eventId": e})
+        if m["type"] == "subscribed":
+            return await c.next()   # its seat_update
+        assert m["code"] == "not_found", m
+        assert time.monotonic() < deadline, "event %d never known" % e
+        await asyncio.sleep(0.02)
+
+
+def logical_server(make_server, db, args=(), wait=True, workers=2):
+    """seatcast --source logical -d CONNINFO; waits for the stream."""
+    srv = make_server(workers=workers, database=db.conninfo(),
+                      args=["--source", "logical"] + [str(a) for a in args])
+    if wait:
+        wait_for(lambda: healthz(srv)[0] == 200, 20, "/healthz 200")
+        wait_for(lambda: srv.stats()["listener"].get("slot_active"), 10,
+                 "the slot streaming")
+    srv.tok = srv.token()
+    return srv
+
+
+@pytest.fixture
+def bdb(lcluster, ldb):
+    lcluster.start()
+    return BookingDb(lcluster, ldb)
+
+
+def slot_of(srv, db):
+    """The slot's row: (active, confirmed_flush_lsn, plugin)."""
+    return db.value("SELECT active, confirmed_flush_lsn, plugin FROM "
+                    "pg_replication_slots WHERE database = '%s'" % db.name)
+
+
+def test_logical_booking_cancel_capacity_delete(bdb, make_server):
+    e, keep = bdb.event(10), bdb.event(5)
+    srv = logical_server(make_server, bdb)
+    # the slot is this instance's: created with pgoutput, in use
+    assert slot_of(srv, bdb).split("|")[0] == "t"
+    assert slot_of(srv, bdb).split("|")[2] == "pgoutput"
+
+    async def body():
+        c = await Client.open(srv, srv.tok)
+        await c.subscribe(e)
+        b = bdb.book(e, 2, user=4242)
+        check_message(await c.next(), "booking_created", K_BOOKING,
+                      eventId=e, availableSeats=8)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=8, seatCapacity=10)
+        await c.quiet()
+        bdb.cancel(b)
+        check_message(await c.next(), "booking_cancelled", K_BOOKING,
+                      eventId=e, availableSeats=10)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=10, seatCapacity=10)
+        await c.quiet()
+        # updating a cancelled booking again moves no seat: nothing
+        bdb.psql("UPDATE bookings SET user_id = 1 WHERE id = %d" % b)
+        # a capacity change: seat_update alone; a rename: nothing
+        bdb.psql("UPDATE events SET seat_capacity = 25 WHERE id = %d" % e)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=25, seatCapacity=25)
+        bdb.psql("UPDATE events SET name = 'renamed' WHERE id = %d" % e)
+        bdb.book(e, 5)
+        check_message(await c.next(), "booking_created", K_BOOKING,
+                      eventId=e, availableSeats=20)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=20, seatCapacity=25)
+        await c.quiet()
+        # two bookings of one transaction: both, in order
+        bdb.psql("BEGIN; INSERT INTO bookings (event_id, user_id) VALUES "
+                 "(%d, 1); INSERT INTO bookings (event_id, user_id, seats) "
+                 "VALUES (%d, 2, 3); COMMIT;" % (e, e))
+        got = [await c.next() for _ in range(4)]
+        assert [(m["type"], m["availableSeats"]) for m in got] == [
+            ("booking_created", 19), ("seat_update", 19),
+            ("booking_created", 16), ("seat_update", 16)]
+        await c.quiet()
+        # a new event can be followed; a deleted one unsubscribes
+        n = bdb.event(7)
+        check_message(await subscribe_new(c, n), "seat_update", K_SEATS,
+                      eventId=n, availableSeats=7, seatCapacity=7)
+        await c.subscribe(keep)
+        bdb.psql("DELETE FROM events WHERE id = %d" % e)
+        check_message(await c.next(), "unsubscribed", K_EVENT, eventId=e)
+        await c.quiet()
+        m = await c.request({"type": "subscribe_event", "eventId": e})
+        assert m["type"] == "error" and m["code"] == "not_found"
+        bdb.book(keep, 1)
+        check_message(await c.next(), "booking_created", K_BOOKING,
+                      eventId=keep, availableSeats=4)
+        await c.next()
+        await c.close()
+
+    run(body())
+    st = srv.stats()["listener"]
+    assert st["source"] == "logical"
+    # the position is confirmed: the slot has caught up with the server
+    wait_for(lambda: srv.stats()["listener"]["slot_lag_bytes"] == 0, 15,
+             "slot lag 0")
+
+
+def test_logical_revocation_closes_1008(bdb, make_server):
+    srv = logical_server(make_server, bdb)
+
+    async def body():
+        tok = srv.token(sub="9", jti="jti-logical-1")
+        other = srv.token(sub="9", jti="jti-logical-2")
+        ws, _ = await ws_open(srv, tok)
+        ws2, _ = await ws_open(srv, other)
+        bdb.psql("INSERT INTO seatcast_revoked_tokens (jti) VALUES "
+                 "('jti-logical-1')")
+        code, reason = await ws_closed(ws, 10)
+        assert (code, reason) == (1008, "Token revoked")
+        await ws_ping(ws2)
+        await ws2.close()
+
+    run(body())
+
+
+def test_logical_twice_the_same_slot_is_refused(bdb, make_server):
+    srv = logical_server(make_server, bdb)
+    slot = bdb.value("SELECT slot_name FROM pg_replication_slots WHERE "
+                     "database = '%s'" % bdb.name)
+    other = logical_server(make_server, bdb, args=["--slot", slot],
+                           wait=False)
+    other.wait_log(r"replication slot \"%s\" is in use by another process "
+                   r"\(pid \d+\)" % slot, timeout=15)
+    assert healthz(other)[0] == 503
+    # the first goes on
+    assert healthz(srv)[0] == 200
+
+
+@pytest.mark.parametrize("case", ["publication", "wal_level", "role"])
+def test_logical_clear_errors(case, lcluster, bdb, make_server, tmp_path):
+    if case == "publication":
+        bdb.psql("DROP PUBLICATION seatcast")
+        srv = logical_server(make_server, bdb, wait=False)
+        srv.wait_log(r'publication "seatcast" does not exist in database '
+                     r'"%s" \(apply sql/logical.sql' % bdb.name, timeout=15)
+        return
+    if case == "role":
+        bdb.psql("DROP ROLE IF EXISTS norepl; CREATE ROLE norepl LOGIN; "
+                 "GRANT SELECT ON ALL TABLES IN SCHEMA public TO norepl")
+        srv = make_server(workers=1, database=bdb.conninfo().replace(
+            "user=postgres", "user=norepl"), args=["--source", "logical"])
+        srv.wait_log(r"the role lacks the REPLICATION attribute that "
+                     r"--source logical needs", timeout=15)
+        return
+    # wal_level replica: a cluster of its own
+    from pg import PgCluster
+    pg = PgCluster()
+    try:
+        pg.start()
+        srv = make_server(workers=1, database=pg.conninfo(),
+                          args=["--source", "logical"])
+        srv.wait_log(r'wal_level is "replica": --source logical needs '
+                     r'wal_level = logical', timeout=15)
+    finally:
+        pg.cleanup()
