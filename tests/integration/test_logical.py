@@ -11,6 +11,8 @@ decoding functions.  Part two: the server following the slot.
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -19,7 +21,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import BookingDb, Client, check_message  # noqa: E402
 from pg import BOOKING_TEMPLATE, booking_cluster  # noqa: E402
-from server import wait_for, ws_closed, ws_open, ws_ping  # noqa: E402
+from server import (async_wait_for, wait_for, ws_closed, ws_open,  # noqa
+                    ws_ping)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -314,3 +317,130 @@ def test_logical_clear_errors(case, lcluster, bdb, make_server, tmp_path):
                      r'wal_level = logical', timeout=15)
     finally:
         pg.cleanup()
+
+
+# ---------------------------------------------------------------- faults
+
+
+def stream_problems(c, e, ref, capacity, start):
+    """c's messages for event e from index start: exactly booking_created
+    then seat_update per booking in commit order (ref: available seats
+    after each); [] if so, else what differs."""
+    have = [(m["type"], m.get("availableSeats"), m.get("seatCapacity"))
+            for _, m in c.msgs[start:] if m.get("eventId") == e]
+    want = []
+    for a in ref:
+        want += [("booking_created", a, None), ("seat_update", a, capacity)]
+    if have == want:
+        return []
+    created = [a for t, a, _ in have if t == "booking_created"]
+    missing = sorted(set(ref) - set(created), reverse=True)
+    twice = sorted(a for a in set(created) if created.count(a) > 1)
+    first = next((i for i, (h, w) in enumerate(zip(have, want)) if h != w),
+                 min(len(have), len(want)))
+    return ["%d messages, want %d; booking_created missing %s, twice %s; "
+            "first difference at %d: %r vs %r" % (
+                len(have), len(want), missing[:8], twice[:8], first,
+                have[first:first + 2], want[first:first + 2])]
+
+
+def writer(cluster, db, e, first, n, pause):
+    """One psql session booking event e n times, seats 1..3, one
+    transaction each, in order (so commit order is booking id order)."""
+    script = "".join(
+        "INSERT INTO bookings (event_id, user_id, seats) VALUES "
+        "(%d, %d, %d);\nSELECT pg_sleep(%s);\n" % (e, first + i,
+                                                  1 + (first + i) % 3, pause)
+        for i in range(n))
+    p = subprocess.Popen(cluster.psql_argv(db), stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+    p.stdin.write(script)
+    p.stdin.close()
+    return p
+
+
+def committed_ref(db, e, capacity):
+    """Available seats after each booking of e, in commit (= id) order."""
+    seats = [int(x) for x in db.psql(
+        "SELECT seats FROM bookings WHERE event_id = %d AND status = "
+        "'confirmed' ORDER BY id" % e).split()]
+    ref, a = [], capacity
+    for s in seats:
+        a -= s
+        ref.append(a)
+    return ref
+
+
+def terminate_walsender(db):
+    return int(db.value(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE backend_type = 'walsender' AND application_name = "
+        "'seatcast listener' AND datname = current_database()"))
+
+
+@pytest.mark.deadline(150)
+@pytest.mark.parametrize("fault", ["listener_kill9", "postgres_restart",
+                                   "postgres_crash", "walsender_terminated"])
+def test_logical_fault_loses_and_repeats_nothing(fault, bdb, make_server):
+    """A burst of bookings; mid-burst the fault; every booking committed
+    reaches every subscriber once, in commit order, and nothing else (no
+    resync summary)."""
+    capacity = 2000
+    e = bdb.event(capacity)
+    srv = logical_server(make_server, bdb)
+    pg = bdb.cluster
+
+    async def body():
+        clients = [await Client.open(srv, srv.tok) for _ in range(3)]
+        for c in clients:
+            await c.subscribe(e)
+        starts = [c.pos for c in clients]
+        listener = srv.listener_pid()
+        w = writer(pg, bdb.name, e, 0, 150, 0.005)
+        await clients[0].wait_for(
+            lambda ms: sum(1 for m in ms if m.get("type") ==
+                           "booking_created") >= 20, 20, "20 bookings")
+        extra = None
+        if fault == "listener_kill9":
+            os.kill(listener, signal.SIGKILL)
+            await async_wait_for(
+                lambda: srv.listener_pid() not in (None, listener) and
+                srv.stats()["listener"]["slot_active"], 20,
+                "a new listener streaming")
+        elif fault == "walsender_terminated":
+            assert terminate_walsender(bdb) == 1
+        else:
+            # the writer dies with its server; another books after
+            if fault == "postgres_restart":
+                pg.stop()
+            else:
+                pg.kill()
+            w.wait(30)
+            pg.start()
+            extra = writer(pg, bdb.name, e, 1000, 60, 0.005)
+        for p in (w, extra):
+            if p is not None:
+                await async_wait_for(lambda: p.poll() is not None, 60,
+                                     "the writer")
+        ref = committed_ref(bdb, e, capacity)
+        assert len(ref) >= 40
+        final = ref[-1]
+        for c in clients:
+            await c.wait_for(
+                lambda ms: any(m.get("type") == "seat_update" and
+                               m.get("availableSeats") == final for m in ms),
+                30, "the last booking (%d left)" % final)
+            c.pos = len(c.msgs)
+            await c.quiet()   # a round trip: anything extra shows up
+        problems = {i: stream_problems(c, e, ref, capacity, starts[i])
+                    for i, c in enumerate(clients)}
+        problems = {k: v for k, v in problems.items() if v}
+        st = srv.stats()["listener"]
+        print("%s: %d bookings, listener reconnects %d, transactions %d" % (
+            fault, len(ref), st["reconnects"], st["transactions"]))
+        for c in clients:
+            await c.close()
+        assert not problems, problems
+
+    run(body())
