@@ -24,6 +24,7 @@ struct sc_child_ctx;
 struct sc_registry;
 struct sc_listener_slot;
 struct sc_notify;
+struct sc_seat_row;
 struct sc_logical;
 
 enum step {
@@ -57,6 +58,15 @@ struct listener {
     bool wake[SC_MAX_WORKERS];
     uint64_t full_logged_ms;
     struct sc_logical *lg;  /* logical.c's state, NULL until used */
+    /* --source notify: hints waiting for, and in, the verifying query */
+    struct sc_notify *hints, *checking;
+    size_t nhints, hints_cap, nchecking, checking_cap;
+    bool verifying;
+    uint64_t forged_logged_ms;
+    struct sc_seat_row *rows;
+    size_t nrows, rows_cap;
+    char **revoked;
+    size_t nrevoked, revoked_cap;
 };
 
 /* Drops the connection, logs why, retries after the back-off. */

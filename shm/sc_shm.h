@@ -210,6 +210,8 @@ struct sc_listener_slot {
     _Atomic uint64_t slot_lag_bytes;  /* server WAL end - confirmed flush */
     _Atomic uint64_t confirmed_lsn;   /* last position confirmed */
     _Atomic uint64_t transactions;    /* transactions applied */
+    _Atomic uint64_t forged;          /* notifications the database
+                                         contradicts (--source notify) */
 };
 
 /* Fixed part of an event entry; subs[nworkers] follows. */

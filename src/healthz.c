@@ -172,6 +172,9 @@ sc_metrics_body(const struct sc_registry *reg, size_t *len)
            LOAD(l->notifications));
     metric(f, "seatcast_notifications_malformed_total", "counter",
            "NOTIFY payloads that could not be parsed.", LOAD(l->malformed));
+    metric(f, "seatcast_notifications_forged_total", "counter",
+           "NOTIFY payloads the database contradicts (ignored).",
+           LOAD(l->forged));
     metric(f, "seatcast_db_reconnects_total", "counter",
            "Reconnections of the listener to PostgreSQL.",
            LOAD(l->reconnects));

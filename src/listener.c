@@ -49,6 +49,7 @@
 #define RELAXED memory_order_relaxed
 
 static void on_socket(evutil_socket_t fd, short what, void *arg);
+static int64_t field_i64(const PGresult *r, int row, int col, bool *ok);
 static void drop_connection(struct listener *l, const char *why);
 
 /* ------------------------------------------------------------------ */
@@ -282,6 +283,31 @@ apply(struct listener *l, const struct sc_notify *n)
             n->version, n->ts_ms);
 }
 
+/*
+ * A payload is only a hint (SPEC section 7): any role that can connect may
+ * NOTIFY the channel.  Hints are collected while a drain lasts; then one
+ * query re-reads the seatcast_seat_state rows of the events they name and
+ * the seatcast_revoked_tokens rows of the jtis they name, and
+ * sc_notify_verify() decides what each may do (verify_done()).  One query
+ * at a time: hints that arrive meanwhile wait for the next.
+ */
+static int
+push_hint(struct sc_notify **v, size_t *n, size_t *cap,
+          const struct sc_notify *h)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        struct sc_notify *p = realloc(*v, c * sizeof(*p));
+        if (p == NULL) {
+            return -1;
+        }
+        *v = p;
+        *cap = c;
+    }
+    (*v)[(*n)++] = *h;
+    return 0;
+}
+
 static void
 handle_notify(struct listener *l, const PGnotify *nf)
 {
@@ -302,7 +328,192 @@ handle_notify(struct listener *l, const PGnotify *nf)
                reason ? reason : "invalid");
         return;
     }
-    apply(l, &n);
+    if (push_hint(&l->hints, &l->nhints, &l->hints_cap, &n) != 0) {
+        sc_log(SC_LOG_ERR, "out of memory: a notification was dropped");
+    }
+}
+
+static void
+free_verify_rows(struct listener *l)
+{
+    for (size_t i = 0; i < l->nrevoked; i++) {
+        free(l->revoked[i]);
+    }
+    l->nrevoked = 0;
+    l->nrows = 0;
+}
+
+/* Sends the query verifying the hints collected so far. */
+static void
+send_verify(struct listener *l)
+{
+    struct sc_notify *t;
+    size_t tc, len = 0, cap = 256;
+    char *sql = malloc(cap);
+    bool any_jti = false, first = true;
+
+    /* the collected hints become the checked ones */
+    t = l->checking;
+    l->checking = l->hints;
+    l->hints = t;
+    tc = l->checking_cap;
+    l->checking_cap = l->hints_cap;
+    l->hints_cap = tc;
+    l->nchecking = l->nhints;
+    l->nhints = 0;
+#define ADD(...)                                                              \
+    do {                                                                      \
+        int k_ = snprintf(sql ? sql + len : NULL, sql ? cap - len : 0,        \
+                          __VA_ARGS__);                                       \
+        while (sql != NULL && len + (size_t)k_ >= cap) {                      \
+            char *g_ = realloc(sql, cap * 2);                                 \
+            if (g_ == NULL) {                                                 \
+                free(sql);                                                    \
+                sql = NULL;                                                   \
+                break;                                                        \
+            }                                                                 \
+            sql = g_;                                                         \
+            cap *= 2;                                                         \
+            snprintf(sql + len, cap - len, __VA_ARGS__);                      \
+        }                                                                     \
+        len += (size_t)k_;                                                    \
+    } while (0)
+    ADD("SELECT event_id, available_seats, seat_capacity, version FROM "
+        "seatcast_seat_state WHERE event_id = ANY('{0");
+    for (size_t i = 0; i < l->nchecking && sql != NULL; i++) {
+        if (l->checking[i].type == SC_NOTIFY_TOKEN_REVOKED) {
+            any_jti = true;
+        } else {
+            ADD(",%llu", (unsigned long long)l->checking[i].event_id);
+        }
+    }
+    ADD("}'::bigint[])");
+    if (any_jti) {
+        ADD("; SELECT jti FROM seatcast_revoked_tokens WHERE jti IN (");
+        for (size_t i = 0; i < l->nchecking && sql != NULL; i++) {
+            char *lit;
+            if (l->checking[i].type != SC_NOTIFY_TOKEN_REVOKED) {
+                continue;
+            }
+            lit = PQescapeLiteral(l->pg, l->checking[i].jti,
+                                  strlen(l->checking[i].jti));
+            if (lit == NULL) {
+                free(sql);
+                sql = NULL;
+                break;
+            }
+            ADD("%s%s", first ? "" : ",", lit);
+            first = false;
+            PQfreemem(lit);
+        }
+        ADD(")");
+    }
+#undef ADD
+    if (sql == NULL) {
+        drop_connection(l, "out of memory verifying notifications");
+        return;
+    }
+    free_verify_rows(l);
+    l->verifying = true;
+    if (!PQsendQuery(l->pg, sql) || PQflush(l->pg) < 0) {
+        free(sql);
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    free(sql);
+}
+
+/* One result of the verifying query; -1 if the connection was dropped. */
+static int
+verify_result(struct listener *l, const PGresult *r)
+{
+    char why[600];
+    int rows = PQntuples(r);
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(why, sizeof(why), "could not verify notifications against "
+                 "the database (is sql/notify.sql installed?): %s",
+                 PQresultErrorMessage(r));
+        drop_connection(l, why);
+        return -1;
+    }
+    if (PQnfields(r) == 4) {
+        for (int i = 0; i < rows; i++) {
+            bool ok = true;
+            int64_t id = field_i64(r, i, 0, &ok);
+            int64_t a = field_i64(r, i, 1, &ok);
+            int64_t c = field_i64(r, i, 2, &ok);
+            int64_t v = field_i64(r, i, 3, &ok);
+            if (!ok || id <= 0 || a < 0 || c > INT32_MAX || a > c || v < 0) {
+                continue;
+            }
+            if (l->nrows == l->rows_cap) {
+                size_t nc = l->rows_cap ? l->rows_cap * 2 : 64;
+                struct sc_seat_row *p = realloc(l->rows, nc * sizeof(*p));
+                if (p == NULL) {
+                    break;
+                }
+                l->rows = p;
+                l->rows_cap = nc;
+            }
+            l->rows[l->nrows++] = (struct sc_seat_row){
+                (uint64_t)id, (int32_t)a, (int32_t)c, v};
+        }
+    } else {
+        for (int i = 0; i < rows; i++) {
+            if (l->nrevoked == l->revoked_cap) {
+                size_t nc = l->revoked_cap ? l->revoked_cap * 2 : 16;
+                char **p = realloc(l->revoked, nc * sizeof(*p));
+                if (p == NULL) {
+                    break;
+                }
+                l->revoked = p;
+                l->revoked_cap = nc;
+            }
+            l->revoked[l->nrevoked] = strdup(PQgetvalue(r, i, 0));
+            if (l->revoked[l->nrevoked] != NULL) {
+                l->nrevoked++;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The verifying query is complete: apply what the database confirms. */
+static void
+verify_done(struct listener *l)
+{
+    enum sc_notify_verdict *vd = malloc(sizeof(*vd) *
+                                        (l->nchecking ? l->nchecking : 1));
+    uint64_t now = sc_mono_ms();
+
+    l->verifying = false;
+    if (vd == NULL) {
+        drop_connection(l, "out of memory verifying notifications");
+        return;
+    }
+    sc_notify_verify(l->checking, l->nchecking, l->rows, l->nrows,
+                     (const char *const *)l->revoked, l->nrevoked, vd);
+    for (size_t i = 0; i < l->nchecking; i++) {
+        if (vd[i] == SC_VERIFY_APPLY) {
+            apply(l, &l->checking[i]);
+        } else if (vd[i] == SC_VERIFY_UNKNOWN) {
+            atomic_fetch_add_explicit(&l->slot->unknown_events, 1, RELAXED);
+        } else {
+            atomic_fetch_add_explicit(&l->slot->forged, 1, RELAXED);
+            if (l->forged_logged_ms == 0 ||
+                now - l->forged_logged_ms > 10000) {
+                l->forged_logged_ms = now;
+                sc_log(SC_LOG_WARN, "ignored a %s notification that the "
+                       "database contradicts (forged by a role that can "
+                       "NOTIFY the channel?)",
+                       sc_notify_type_name(l->checking[i].type));
+            }
+        }
+    }
+    free(vd);
+    l->nchecking = 0;
+    free_verify_rows(l);
 }
 
 static void
@@ -314,7 +525,31 @@ drain_notifications(struct listener *l)
         handle_notify(l, nf);
         PQfreemem(nf);
     }
+    if (!l->verifying && l->nhints > 0) {
+        send_verify(l);
+    }
     wake_workers(l);
+}
+
+/* READY: results of the verifying query, then new notifications. */
+static void
+ready_input(struct listener *l)
+{
+    while (l->verifying && l->pg != NULL && !PQisBusy(l->pg)) {
+        PGresult *r = PQgetResult(l->pg);
+        if (r == NULL) {
+            verify_done(l);
+            break;
+        }
+        int rc = verify_result(l, r);
+        PQclear(r);
+        if (rc != 0) {
+            return;
+        }
+    }
+    if (l->pg != NULL) {
+        drain_notifications(l);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -578,7 +813,7 @@ consume(struct listener *l)
         return;
     }
     if (l->step == STEP_READY) {
-        drain_notifications(l);
+        ready_input(l);
     }
 }
 
@@ -696,6 +931,10 @@ drop_connection(struct listener *l, const char *why)
     if (l->cfg->source == SC_SOURCE_LOGICAL) {
         sc_logical_reset(l);
     }
+    /* the snapshot after the reconnect covers what the hints named */
+    l->nhints = 0;
+    l->nchecking = 0;
+    l->verifying = false;
     if (atomic_load(&l->slot->db_state) == SC_DB_CONNECTED) {
         atomic_fetch_add_explicit(&l->slot->reconnects, 1, RELAXED);
     }
@@ -842,6 +1081,11 @@ sc_listener_main(const struct sc_child_ctx *ctx)
         PQfinish(l.pg);
     }
     sc_logical_free(&l);
+    free_verify_rows(&l);
+    free(l.hints);
+    free(l.checking);
+    free(l.rows);
+    free(l.revoked);
     atomic_store(&l.slot->db_state, SC_DB_DISCONNECTED);
     event_free(l.ev_retry);
     event_free(l.ev_tick);

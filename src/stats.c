@@ -87,6 +87,8 @@ listener_json(const struct sc_registry *reg, uint64_t now)
     NUM(o, "heartbeat_age_ms", hb && now > hb ? now - hb : 0);
     NUM(o, "notifications", LOAD(l->notifications));
     NUM(o, "malformed", LOAD(l->malformed));
+    NUM(o, "forged", LOAD(l->forged));
+    NUM(o, "unknown_events", LOAD(l->unknown_events));
     NUM(o, "reconnects", LOAD(l->reconnects));
     NUM(o, "events_full", LOAD(l->events_full));
     NUM(o, "last_notification_ms", LOAD(l->last_notification_ms));
