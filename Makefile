@@ -54,7 +54,8 @@ DEB_TEST  = postgresql-15 python3 python3-pytest python3-websockets \
 DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all check unit integration install clean deps demo check-headers \
-        node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan
+        node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan \
+        integration-logical
 
 all: $(BUILD)/seatcast
 
@@ -88,6 +89,7 @@ check: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=address,undefined unit
 	$(MAKE) fuzz-run
 	$(MAKE) integration
+	$(MAKE) integration-logical
 	$(MAKE) integration-asan
 	$(MAKE) bench-smoke
 
@@ -106,6 +108,14 @@ node-deps:
 integration: $(BUILD)/seatcast node-deps
 	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) \
 	    /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration
+
+# The live-seat and fault suites again with --source logical on a
+# wal_level=logical cluster (conftest.py, server.py): both sources must
+# behave the same; NOTIFY-only tests skip themselves.
+integration-logical: $(BUILD)/seatcast node-deps
+	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) SEATCAST_TEST_SOURCE=logical \
+	    /usr/bin/python3 -m pytest -v -p no:cacheprovider \
+	    tests/integration/test_live_seats.py tests/integration/test_faults.py
 
 # The integration suite again, against the AddressSanitizer and
 # UndefinedBehaviorSanitizer build: a report in a server log fails the test.

@@ -410,7 +410,34 @@ class PgCluster:
             sql += ' TEMPLATE "%s"' % template.replace('"', '""')
         self.psql(sql, db="postgres")
 
+    def drop_slots(self, name, timeout=10):
+        """Drops the replication slots of database `name` (a slot, even
+        unused, keeps DROP DATABASE from working); a slot still read by a
+        walsender after `timeout` s has its walsender terminated."""
+        lit = "'%s'" % name.replace("'", "''")
+        deadline = time.monotonic() + timeout
+        rounds = 0
+        while True:
+            left = self.psql(
+                "SELECT pg_drop_replication_slot(slot_name) FROM "
+                "pg_replication_slots WHERE database = %s AND NOT active; "
+                "SELECT count(*) FROM pg_replication_slots WHERE database = "
+                "%s" % (lit, lit), db="postgres").split()
+            if not left or left[-1] == "0":
+                return
+            if time.monotonic() > deadline:
+                rounds += 1
+                if rounds > 3:
+                    raise PgError("replication slots of %s stay in use"
+                                  % name)
+                self.psql("SELECT pg_terminate_backend(active_pid) FROM "
+                          "pg_replication_slots WHERE database = %s AND "
+                          "active" % lit, db="postgres")
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
+
     def dropdb(self, name):
+        self.drop_slots(name)
         self.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)'
                   % name.replace('"', '""'), db="postgres")
 

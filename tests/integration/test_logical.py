@@ -46,11 +46,8 @@ def ldb(lcluster):
     name = "l%d" % _db_counter[0]
     lcluster.createdb(name, template=BOOKING_TEMPLATE)
     yield name
-    # slots of this database first, or DROP DATABASE refuses
-    lcluster.psql("SELECT pg_drop_replication_slot(slot_name) FROM "
-                  "pg_replication_slots WHERE database = '%s' AND NOT active"
-                  % name, db="postgres")
-    lcluster.dropdb(name)
+    lcluster.start()   # a fault test may have left it stopped
+    lcluster.dropdb(name)   # its slots first (pg.py)
 
 
 def q(cluster, db, sql):
