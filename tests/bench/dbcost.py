@@ -11,7 +11,7 @@ synchronous_commit on, in three setups:
 
 Each setup runs ROUNDS times, interleaved (none, notify, logical, none, ...),
 so that load from elsewhere on the machine spreads over all three; the
-median is reported.  Run as root from the repository root:
+medians are reported, and the median of each round's ratio to `none`.  Run as root from the repository root:
 
     tests/bench/dbcost.py [--seatcast build/seatcast] [--clients 32]
                           [--seconds 10] [--rounds 3]
@@ -139,6 +139,13 @@ def main():
         print("  %-8s %8.0f bookings/s  (%.2fx none)" % (k, med[k],
                                                         med[k] / med["none"]))
     print("  logical / notify = %.2fx" % (med["logical"] / med["notify"]))
+    # each round's setups ran back to back: their ratios are less exposed
+    # to load that comes and goes on a shared machine
+    for k in ("notify", "logical"):
+        ratios = [a / b for a, b in zip(results[k], results["none"])]
+        print("  %-8s / none per round: %s, median %.2fx" % (
+            k, " ".join("%.2f" % r for r in ratios),
+            statistics.median(ratios)))
 
 
 if __name__ == "__main__":
