@@ -441,3 +441,30 @@ def test_logical_fault_loses_and_repeats_nothing(fault, bdb, make_server):
         assert not problems, problems
 
     run(body())
+
+
+@pytest.mark.deadline(120)
+def test_logical_standby_is_refused(lcluster, bdb, make_server):
+    """A streaming standby of the cluster: the listener says it is one."""
+    import pwd
+    from pg import LOGICAL_SETTINGS, PgCluster
+    sb = PgCluster(settings=LOGICAL_SETTINGS)
+    try:
+        sb._as_postgres([sb._bin("pg_basebackup"), "-D", sb.datadir, "-h",
+                         lcluster.host, "-p", str(lcluster.port), "-U",
+                         "postgres", "-R", "-X", "stream", "-c", "fast"],
+                        timeout=120)
+        os.makedirs(sb.sockdir, exist_ok=True)
+        pw = pwd.getpwnam("postgres")
+        os.chown(sb.sockdir, pw.pw_uid, pw.pw_gid)
+        sb._initialized = True
+        sb.start()
+        assert sb.query_value("SELECT pg_is_in_recovery()",
+                              db=bdb.name) == "t"
+        srv = make_server(workers=1, database=sb.conninfo(bdb.name),
+                          args=["--source", "logical"])
+        srv.wait_log(r"the server is a standby \(pg_is_in_recovery\): "
+                     r"seatcast needs the primary", timeout=20)
+        assert healthz(srv)[0] == 503
+    finally:
+        sb.cleanup()
