@@ -56,7 +56,7 @@ DEB_ALL   = $(DEB_BUILD) $(DEB_TEST)
 
 .PHONY: all check unit integration install clean deps demo check-headers \
         node-deps fuzz fuzz-run fuzz-long unit unit-bins integration-asan \
-        mutants
+        mutants integration-logical
 
 all: $(BUILD)/seatcast
 
@@ -90,6 +90,7 @@ check: deps
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=address,undefined unit
 	$(MAKE) fuzz-run
 	$(MAKE) integration
+	$(MAKE) integration-logical
 	$(MAKE) integration-asan
 	$(MAKE) mutants
 	$(MAKE) bench-smoke
@@ -109,6 +110,14 @@ node-deps:
 integration: $(BUILD)/seatcast node-deps
 	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) \
 	    /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration
+
+# The live-seat and fault suites again with --source logical on a
+# wal_level=logical cluster (conftest.py, server.py): both sources must
+# behave the same; NOTIFY-only tests skip themselves.
+integration-logical: $(BUILD)/seatcast node-deps
+	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) SEATCAST_TEST_SOURCE=logical \
+	    /usr/bin/python3 -m pytest -v -p no:cacheprovider \
+	    tests/integration/test_live_seats.py tests/integration/test_faults.py
 
 # The integration suite again, against the AddressSanitizer and
 # UndefinedBehaviorSanitizer build: a report in a server log fails the test.
@@ -176,7 +185,7 @@ install: $(BUILD)/seatcast
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/
 PURE_MODS = http_req ws_handshake ws_frame utf8 jwt proto notify_msg base64 \
-            text
+            text pgoutput
 PURE_SRC  = $(wildcard $(PURE_MODS:%=src/%.c))
 FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)

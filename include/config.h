@@ -37,6 +37,12 @@ struct sc_listen_addr {
 
 enum sc_log_format { SC_LOG_FORMAT_TEXT, SC_LOG_FORMAT_JSON };
 
+/* Where the listener learns of changes (SPEC section 7). */
+enum sc_source { SC_SOURCE_NOTIFY, SC_SOURCE_LOGICAL };
+
+/* A replication slot name: [a-z0-9_], at most 63 bytes (NAMEDATALEN). */
+#define SC_CONFIG_SLOT_MAX 63
+
 struct sc_config {
     char config_file[SC_CONFIG_PATH_MAX]; /* "" = none */
     struct sc_listen_addr listen[SC_CONFIG_MAX_LISTEN];
@@ -44,6 +50,9 @@ struct sc_config {
     int workers;                     /* default: number of CPUs, 1..64 */
     char database[SC_CONFIG_STR_MAX]; /* libpq conninfo; "" = PG* env */
     char channel[64];                /* default "seatcast", SQL identifier */
+    enum sc_source source;           /* default notify */
+    char publication[64];            /* default "seatcast", SQL identifier */
+    char slot[SC_CONFIG_SLOT_MAX + 1]; /* default seatcast_HOST_PORT */
     char jwt_secret_file[SC_CONFIG_PATH_MAX];
     char jwt_public_key[SC_CONFIG_PATH_MAX];
     char jwt_issuer[256];
@@ -113,6 +122,18 @@ int sc_config_parse_argv(struct sc_config *cfg, int argc, char **argv,
  * default).  Returns 0 or -1 with a message.
  */
 int sc_config_finish(struct sc_config *cfg, char *err, size_t errlen);
+
+/*
+ * Fills cfg->slot, if no --slot was given, with "seatcast_HOST_PORT": the
+ * host name and the first listener's port (unix: a hash of its path),
+ * lowercased, every other character made '_', cut to a valid slot name.
+ * Pure: the caller passes gethostname()'s answer.  Call after
+ * sc_config_finish().
+ */
+void sc_config_default_slot(struct sc_config *cfg, const char *hostname);
+
+/* "notify" or "logical". */
+const char *sc_config_source_name(enum sc_source s);
 
 /* Parses "HOST:PORT", "[V6]:PORT", "PORT" or "unix:PATH". 0 or -1. */
 int sc_config_parse_listen(const char *text, struct sc_listen_addr *out,

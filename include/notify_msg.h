@@ -95,6 +95,49 @@ struct sc_notify {
 int sc_notify_parse(const char *payload, size_t len, struct sc_notify *out,
                     const char **reason);
 
+/*
+ * Verifying notifications against the database (SPEC section 7: a payload
+ * is only a hint).  Any role that can connect may NOTIFY the channel, so
+ * the listener re-reads, once per drain of notifications, the rows of
+ * seatcast_seat_state of the events named and the revoked-token rows of
+ * the jtis named, and asks sc_notify_verify() what each hint may do.
+ */
+struct sc_seat_row {
+    uint64_t event_id;
+    int32_t available_seats;
+    int32_t seat_capacity;
+    int64_t version;
+};
+
+enum sc_notify_verdict {
+    SC_VERIFY_APPLY,   /* apply (seat fields may have been replaced) */
+    SC_VERIFY_FORGED,  /* contradicts the database: dropped */
+    SC_VERIFY_UNKNOWN  /* names an event the database does not have */
+};
+
+/*
+ * Decides, for each of the n hints in arrival order, against the rows the
+ * database returned (rows: the events named that exist; revoked: the jtis
+ * named that the table holds):
+ *
+ *   token_revoked    APPLY if its jti is in revoked, else FORGED
+ *   event_deleted    APPLY if the event has no row, else FORGED
+ *   seat types       UNKNOWN if the event has no row; FORGED if the
+ *                    version is beyond the row's (a notification is read
+ *                    after its commit, so the row is at least as new); the
+ *                    row's version: APPLY with the row's seats and capacity
+ *                    (the payload's are replaced); an older version: APPLY
+ *                    as sent (an intermediate state the database no longer
+ *                    holds; the listener still drops what the registry has
+ *                    already passed).
+ *
+ * Pure; verdicts[n] is written, hints[] may be changed (seat fields).
+ */
+void sc_notify_verify(struct sc_notify *hints, size_t n,
+                      const struct sc_seat_row *rows, size_t nrows,
+                      const char *const *revoked, size_t nrevoked,
+                      enum sc_notify_verdict *verdicts);
+
 /* "booking_created" ... "token_revoked", or NULL for a bad value. */
 const char *sc_notify_type_name(enum sc_notify_type type);
 

@@ -189,6 +189,7 @@ sc_registry_repair_listener(struct sc_registry *reg)
         }
     }
     atomic_store(&l->db_state, SC_DB_DISCONNECTED);
+    atomic_store(&l->slot_active, 0);
     atomic_store(&l->state, SC_STATE_EMPTY);
     atomic_store(&l->pid, 0);
 }

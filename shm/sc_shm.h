@@ -61,7 +61,7 @@
  *   every worker (/healthz, /metrics, get_stats, --max-connections) and
  *   `stats`.
  * - Listener slot: the listener only, relaxed atomics; the master clears
- *   pid, state and db_state when the listener is dead.  Read by the
+ *   pid, state, db_state and slot_active when the listener is dead.  Read by the
  *   workers (/healthz, /metrics) and `stats`.
  * - Event entry: `id` is stored once (release) by the listener, its only
  *   inserter, after clearing flags (insertions only;
@@ -98,7 +98,7 @@
 #include "sc_counters.h"
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 6u
+#define SC_SHM_VERSION 7u /* 7: listener source and slot lag */
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -218,6 +218,16 @@ struct sc_listener_slot {
     _Atomic uint64_t malformed;     /* payloads refused */
     _Atomic uint64_t events_full;   /* events the full table could not take */
     _Atomic uint64_t reconnects;    /* to PostgreSQL */
+    /* --source logical (issue 11); the source is set for both sources */
+    _Atomic uint32_t source;          /* enum sc_source of config.h */
+    _Atomic uint32_t slot_active;     /* 1 while streaming from the slot */
+    _Atomic uint64_t slot_lag_bytes;  /* server WAL end - confirmed flush */
+    _Atomic uint64_t confirmed_lsn;   /* last position confirmed */
+    _Atomic uint64_t transactions;    /* transactions applied */
+    _Atomic uint64_t forged;          /* notifications the database
+                                         contradicts (--source notify) */
+    _Atomic uint64_t unknown_events;  /* notifications naming an event the
+                                         database does not hold */
 };
 
 /* Fixed part of an event entry; subs[nworkers] follows. */

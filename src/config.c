@@ -68,7 +68,9 @@ struct opt {
 
 static opt_set_fn set_flag, set_int, set_u32, set_u64, set_string;
 static opt_set_fn set_listen, set_list, set_log_level, set_log_format;
+static opt_set_fn set_source;
 static opt_check_fn check_path, check_channel, check_shm_name, check_origin;
+static opt_check_fn check_slot;
 static opt_check_fn check_proxy;
 
 /* Designated initialisers only: a missing member is zero, not a warning. */
@@ -87,8 +89,12 @@ static const struct opt opts[] = {
     {.name = "workers", .letter = 'w', .set = set_int, FIELD(workers),
      .min = 1, .max = SC_MAX_WORKERS},
     {.name = "database", .letter = 'd', .set = set_string, FIELD(database)},
+    {.name = "source", .set = set_source, FIELD(source)},
     {.name = "channel", .set = set_string, FIELD(channel),
      .check = check_channel},
+    {.name = "publication", .set = set_string, FIELD(publication),
+     .check = check_channel},
+    {.name = "slot", .set = set_string, FIELD(slot), .check = check_slot},
     {.name = "jwt-secret-file", .set = set_string, FIELD(jwt_secret_file)},
     {.name = "jwt-public-key", .set = set_string, FIELD(jwt_public_key)},
     {.name = "jwt-issuer", .set = set_string, FIELD(jwt_issuer)},
@@ -148,7 +154,11 @@ static const char usage_text[] =
     "  -l, --listen=ADDR                 address, repeatable [127.0.0.1:3000]\n"
     "  -w, --workers=N                   processes, 1-64 [number of CPUs]\n"
     "  -d, --database=CONNINFO           libpq conninfo [PG* variables]\n"
-    "      --channel=NAME                NOTIFY channel [seatcast]\n"
+    "      --source=SOURCE               notify or logical [notify]\n"
+    "      --channel=NAME                NOTIFY channel (notify) [seatcast]\n"
+    "      --publication=NAME            publication (logical) [seatcast]\n"
+    "      --slot=NAME                   replication slot (logical)\n"
+    "                                    [seatcast_HOST_PORT]\n"
     "      --jwt-secret-file=FILE        HS* secret [$SEATCAST_JWT_SECRET]\n"
     "      --jwt-public-key=FILE         PEM public key for RS*/ES* [none]\n"
     "      --jwt-issuer=ISS              required iss claim [not checked]\n"
@@ -405,6 +415,24 @@ check_channel(const char *v)
     return NULL;
 }
 
+/* A replication slot name: PostgreSQL allows [a-z0-9_], up to 63 bytes. */
+static const char *
+check_slot(const char *v)
+{
+    if (v[0] == '\0') {
+        return "must not be empty";
+    }
+    if (strlen(v) > SC_CONFIG_SLOT_MAX) {
+        return "too long (max 63 bytes)";
+    }
+    for (const char *p = v; *p != '\0'; p++) {
+        if (!is_lower(*p) && !is_digit(*p) && *p != '_') {
+            return "not a replication slot name ([a-z0-9_])";
+        }
+    }
+    return NULL;
+}
+
 /* POSIX shm_open(3): "/name", no other slash; Linux allows up to 255. */
 static const char *
 check_shm_name(const char *v)
@@ -462,6 +490,30 @@ set_log_level(struct sc_config *cfg, const struct opt *o, const char *v,
     }
     *(int *)field(cfg, o) = level;
     return 0;
+}
+
+static int
+set_source(struct sc_config *cfg, const struct opt *o, const char *v,
+           char *err, size_t errlen)
+{
+    char s[SHOW_MAX];
+    enum sc_source *f = field(cfg, o);
+
+    if (strcmp(v, "notify") == 0) {
+        *f = SC_SOURCE_NOTIFY;
+    } else if (strcmp(v, "logical") == 0) {
+        *f = SC_SOURCE_LOGICAL;
+    } else {
+        return fail(err, errlen, "must be notify or logical, got \"%s\"",
+                    show(v, s, sizeof(s)));
+    }
+    return 0;
+}
+
+const char *
+sc_config_source_name(enum sc_source s)
+{
+    return s == SC_SOURCE_LOGICAL ? "logical" : "notify";
 }
 
 static int
@@ -896,6 +948,8 @@ sc_config_defaults(struct sc_config *cfg, int ncpu)
     memset(cfg, 0, sizeof(*cfg));
     cfg->workers = ncpu < 1 ? 1 : ncpu > SC_MAX_WORKERS ? SC_MAX_WORKERS : ncpu;
     snprintf(cfg->channel, sizeof(cfg->channel), "seatcast");
+    cfg->source = SC_SOURCE_NOTIFY;
+    snprintf(cfg->publication, sizeof(cfg->publication), "seatcast");
     cfg->jwt_leeway = 5;
     cfg->max_connections = 100000;
     cfg->max_connections_per_user = 0;
@@ -1314,6 +1368,38 @@ sc_config_finish(struct sc_config *cfg, char *err, size_t errlen)
         default_shm_name(cfg);
     }
     return 0;
+}
+
+void
+sc_config_default_slot(struct sc_config *cfg, const char *hostname)
+{
+    const struct sc_listen_addr *a = &cfg->listen[0];
+    char tail[16];
+    size_t n, room;
+
+    if (cfg->slot[0] != '\0') {
+        return;
+    }
+    if (cfg->nlisten > 0 && a->kind == SC_LISTEN_UNIX) {
+        snprintf(tail, sizeof(tail), "_u%08x", (unsigned)hash_path(a->path));
+    } else {
+        snprintf(tail, sizeof(tail), "_%u",
+                 (unsigned)(cfg->nlisten > 0 ? a->port : 3000));
+    }
+    n = (size_t)snprintf(cfg->slot, sizeof(cfg->slot), "seatcast_");
+    room = SC_CONFIG_SLOT_MAX - n - strlen(tail);
+    for (const char *h = hostname ? hostname : ""; *h != '\0' && room > 0;
+         h++, room--) {
+        char ch = *h;
+        if (ch >= 'A' && ch <= 'Z') {
+            ch = (char)(ch - 'A' + 'a');
+        } else if (!is_lower(ch) && !is_digit(ch)) {
+            ch = '_';
+        }
+        cfg->slot[n++] = ch;
+    }
+    cfg->slot[n] = '\0';
+    snprintf(cfg->slot + n, sizeof(cfg->slot) - n, "%s", tail);
 }
 
 /* The text of --help, static storage; every option once, with its default. */

@@ -155,12 +155,30 @@ sc_metrics_body(const struct sc_registry *reg, size_t *len)
            LOAD(l->notifications));
     metric(f, "seatcast_notifications_malformed_total", "counter",
            "NOTIFY payloads that could not be parsed.", LOAD(l->malformed));
+    metric(f, "seatcast_notifications_forged_total", "counter",
+           "NOTIFY payloads the database contradicts (ignored).",
+           LOAD(l->forged));
     metric(f, "seatcast_db_reconnects_total", "counter",
            "Reconnections of the listener to PostgreSQL.",
            LOAD(l->reconnects));
     metric(f, "seatcast_db_connected", "gauge",
            "1 while the listener is connected to PostgreSQL.",
            LOAD(l->db_state) == SC_DB_CONNECTED);
+    /* the source in use, and the replication slot (--source logical) */
+    fprintf(f, "# HELP seatcast_source How the listener follows the "
+            "database.\n# TYPE seatcast_source gauge\n"
+            "seatcast_source{source=\"%s\"} 1\n",
+            LOAD(l->source) == 1 ? "logical" : "notify");
+    metric(f, "seatcast_slot_lag_bytes", "gauge",
+           "WAL the replication slot holds: the server's WAL end minus the "
+           "position seatcast confirmed (0 with --source notify).",
+           LOAD(l->slot_lag_bytes));
+    metric(f, "seatcast_slot_active", "gauge",
+           "1 while the listener streams from its replication slot.",
+           LOAD(l->slot_active));
+    metric(f, "seatcast_transactions_total", "counter",
+           "Transactions received from the replication stream.",
+           LOAD(l->transactions));
     metric(f, "seatcast_worker_restarts_total", "counter",
            "Workers respawned after dying.", LOAD(h->worker_restarts));
     metric(f, "seatcast_accept_drops_total", "counter",

@@ -21,6 +21,7 @@
  * table's seat fields and of the ring.
  */
 #include "listener.h"
+#include "listener_int.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -36,6 +37,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "logical.h"
 #include "notify_msg.h"
 #include "proc.h"
 #include "proto.h"
@@ -47,38 +49,8 @@
 #define PROBE_TIMEOUT_MS 5000
 #define RELAXED memory_order_relaxed
 
-enum step {
-    STEP_IDLE,      /* not connected */
-    STEP_CONNECT,   /* PQconnectPoll in progress */
-    STEP_RECOVERY,  /* SELECT pg_is_in_recovery() */
-    STEP_PROBE,     /* LISTEN probe; NOTIFY probe: waiting for it */
-    STEP_LISTEN,    /* LISTEN channel */
-    STEP_SNAPSHOT,  /* SELECT from seatcast_seat_state */
-    STEP_REVOKED,   /* SELECT from seatcast_revoked_tokens */
-    STEP_READY      /* applying notifications */
-};
-
-struct listener {
-    const struct sc_child_ctx *ctx;
-    const struct sc_config *cfg;
-    struct sc_registry *reg;
-    struct sc_listener_slot *slot;
-    struct event_base *base;
-    struct event *ev_sock;  /* the connection's socket, when connected */
-    struct event *ev_retry; /* reconnect timer */
-    struct event *ev_tick;  /* heartbeat, probe timeout */
-    struct event *ev_term, *ev_int;
-    PGconn *pg;
-    enum step step;
-    bool probe_seen;
-    uint64_t probe_deadline;
-    char probe_channel[64];
-    uint64_t backoff_ms;
-    bool wake[SC_MAX_WORKERS];
-    uint64_t full_logged_ms;
-};
-
 static void on_socket(evutil_socket_t fd, short what, void *arg);
+static int64_t field_i64(const PGresult *r, int row, int col, bool *ok);
 static void drop_connection(struct listener *l, const char *why);
 
 /* ------------------------------------------------------------------ */
@@ -286,6 +258,9 @@ apply(struct listener *l, const struct sc_notify *n)
             return; /* never followed: nothing to tell */
         }
         sc_registry_event_read(e, &st);
+        if ((st.flags & SC_EVENT_DELETED) && !n->has_version) {
+            return; /* already deleted (a replayed transaction) */
+        }
         int64_t v = n->has_version && n->version > st.version ? n->version
                                                              : st.version + 1;
         sc_registry_event_write(e, SC_EVENT_DELETED, 0, 0, v);
@@ -304,6 +279,31 @@ apply(struct listener *l, const struct sc_notify *n)
                             n->seat_capacity, n->version);
     publish(l, e, kinds[n->type], id, n->available_seats, n->seat_capacity,
             n->version, n->ts_ms);
+}
+
+/*
+ * A payload is only a hint (SPEC section 7): any role that can connect may
+ * NOTIFY the channel.  Hints are collected while a drain lasts; then one
+ * query re-reads the seatcast_seat_state rows of the events they name and
+ * the seatcast_revoked_tokens rows of the jtis they name, and
+ * sc_notify_verify() decides what each may do (verify_done()).  One query
+ * at a time: hints that arrive meanwhile wait for the next.
+ */
+static int
+push_hint(struct sc_notify **v, size_t *n, size_t *cap,
+          const struct sc_notify *h)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        struct sc_notify *p = realloc(*v, c * sizeof(*p));
+        if (p == NULL) {
+            return -1;
+        }
+        *v = p;
+        *cap = c;
+    }
+    (*v)[(*n)++] = *h;
+    return 0;
 }
 
 static void
@@ -326,7 +326,193 @@ handle_notify(struct listener *l, const PGnotify *nf)
                reason ? reason : "invalid");
         return;
     }
-    apply(l, &n);
+    if (push_hint(&l->hints, &l->nhints, &l->hints_cap, &n) != 0) {
+        sc_log(SC_LOG_ERR, "out of memory: a notification was dropped");
+    }
+}
+
+static void
+free_verify_rows(struct listener *l)
+{
+    for (size_t i = 0; i < l->nrevoked; i++) {
+        free(l->revoked[i]);
+    }
+    l->nrevoked = 0;
+    l->nrows = 0;
+}
+
+/* Sends the query verifying the hints collected so far. */
+static void
+send_verify(struct listener *l)
+{
+    struct sc_notify *t;
+    size_t tc, len = 0, cap = 256;
+    char *sql = malloc(cap);
+    bool any_jti = false, first = true;
+
+    /* the collected hints become the checked ones */
+    t = l->checking;
+    l->checking = l->hints;
+    l->hints = t;
+    tc = l->checking_cap;
+    l->checking_cap = l->hints_cap;
+    l->hints_cap = tc;
+    l->nchecking = l->nhints;
+    l->nhints = 0;
+#define ADD(...)                                                              \
+    do {                                                                      \
+        int k_ = snprintf(sql ? sql + len : NULL, sql ? cap - len : 0,        \
+                          __VA_ARGS__);                                       \
+        while (sql != NULL && len + (size_t)k_ >= cap) {                      \
+            char *g_ = realloc(sql, cap * 2);                                 \
+            if (g_ == NULL) {                                                 \
+                free(sql);                                                    \
+                sql = NULL;                                                   \
+                break;                                                        \
+            }                                                                 \
+            sql = g_;                                                         \
+            cap *= 2;                                                         \
+            snprintf(sql + len, cap - len, __VA_ARGS__);                      \
+        }                                                                     \
+        len += (size_t)k_;                                                    \
+    } while (0)
+    ADD("SELECT event_id, available_seats, seat_capacity, version FROM "
+        "seatcast_seat_state WHERE event_id = ANY('{0");
+    for (size_t i = 0; i < l->nchecking && sql != NULL; i++) {
+        if (l->checking[i].type == SC_NOTIFY_TOKEN_REVOKED) {
+            any_jti = true;
+        } else {
+            ADD(",%llu", (unsigned long long)l->checking[i].event_id);
+        }
+    }
+    ADD("}'::bigint[])");
+    if (any_jti) {
+        ADD("; SELECT jti FROM seatcast_revoked_tokens WHERE jti IN (");
+        for (size_t i = 0; i < l->nchecking && sql != NULL; i++) {
+            char *lit;
+            if (l->checking[i].type != SC_NOTIFY_TOKEN_REVOKED) {
+                continue;
+            }
+            lit = PQescapeLiteral(l->pg, l->checking[i].jti,
+                                  strlen(l->checking[i].jti));
+            if (lit == NULL) {
+                free(sql);
+                sql = NULL;
+                break;
+            }
+            ADD("%s%s", first ? "" : ",", lit);
+            first = false;
+            PQfreemem(lit);
+        }
+        ADD(")");
+    }
+#undef ADD
+    if (sql == NULL) {
+        drop_connection(l, "out of memory verifying notifications");
+        return;
+    }
+    free_verify_rows(l);
+    l->verifying = true;
+    if (!PQsendQuery(l->pg, sql) || PQflush(l->pg) < 0) {
+        free(sql);
+        drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    free(sql);
+}
+
+/* One result of the verifying query; -1 if the connection was dropped. */
+static int
+verify_result(struct listener *l, const PGresult *r)
+{
+    char why[600];
+    int rows = PQntuples(r);
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(why, sizeof(why), "could not verify notifications against "
+                 "the database (is sql/notify.sql installed?): %s",
+                 PQresultErrorMessage(r));
+        drop_connection(l, why);
+        return -1;
+    }
+    if (PQnfields(r) == 4) {
+        for (int i = 0; i < rows; i++) {
+            bool ok = true;
+            int64_t id = field_i64(r, i, 0, &ok);
+            int64_t a = field_i64(r, i, 1, &ok);
+            int64_t c = field_i64(r, i, 2, &ok);
+            int64_t v = field_i64(r, i, 3, &ok);
+            if (!ok || id <= 0 || a < 0 || c > INT32_MAX || a > c || v < 0) {
+                continue;
+            }
+            if (l->nrows == l->rows_cap) {
+                size_t nc = l->rows_cap ? l->rows_cap * 2 : 64;
+                struct sc_seat_row *p = realloc(l->rows, nc * sizeof(*p));
+                if (p == NULL) {
+                    break;
+                }
+                l->rows = p;
+                l->rows_cap = nc;
+            }
+            l->rows[l->nrows++] = (struct sc_seat_row){
+                (uint64_t)id, (int32_t)a, (int32_t)c, v};
+        }
+    } else {
+        for (int i = 0; i < rows; i++) {
+            if (l->nrevoked == l->revoked_cap) {
+                size_t nc = l->revoked_cap ? l->revoked_cap * 2 : 16;
+                char **p = realloc(l->revoked, nc * sizeof(*p));
+                if (p == NULL) {
+                    break;
+                }
+                l->revoked = p;
+                l->revoked_cap = nc;
+            }
+            l->revoked[l->nrevoked] = strdup(PQgetvalue(r, i, 0));
+            if (l->revoked[l->nrevoked] != NULL) {
+                l->nrevoked++;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The verifying query is complete: apply what the database confirms. */
+static void
+verify_done(struct listener *l)
+{
+    enum sc_notify_verdict *vd = malloc(sizeof(*vd) *
+                                        (l->nchecking ? l->nchecking : 1));
+    uint64_t now = sc_mono_ms();
+
+    l->verifying = false;
+    if (vd == NULL) {
+        drop_connection(l, "out of memory verifying notifications");
+        return;
+    }
+    sc_notify_verify(l->checking, l->nchecking, l->rows, l->nrows,
+                     (const char *const *)l->revoked, l->nrevoked, vd);
+    for (size_t i = 0; i < l->nchecking; i++) {
+        if (vd[i] == SC_VERIFY_APPLY) {
+            apply(l, &l->checking[i]);
+        } else if (vd[i] == SC_VERIFY_UNKNOWN) {
+            /* takes no registry slot: counted only */
+            atomic_fetch_add_explicit(&l->slot->unknown_events, 1, RELAXED);
+        } else {
+            atomic_fetch_add_explicit(&l->slot->forged, 1, RELAXED);
+            if (l->forged_logged_ms == 0 ||
+                now - l->forged_logged_ms > 10000) {
+                l->forged_logged_ms = now;
+                sc_log(SC_LOG_WARN, "ignored a %s notification that the "
+                       "database contradicts (forged by a role that can "
+                       "NOTIFY the channel?)",
+                       sc_notify_type_name(l->checking[i].type));
+            }
+        }
+    }
+    free(vd);
+    l->nchecking = 0;
+    free_verify_rows(l);
 }
 
 static void
@@ -338,7 +524,31 @@ drain_notifications(struct listener *l)
         handle_notify(l, nf);
         PQfreemem(nf);
     }
+    if (!l->verifying && l->nhints > 0) {
+        send_verify(l);
+    }
     wake_workers(l);
+}
+
+/* READY: results of the verifying query, then new notifications. */
+static void
+ready_input(struct listener *l)
+{
+    while (l->verifying && l->pg != NULL && !PQisBusy(l->pg)) {
+        PGresult *r = PQgetResult(l->pg);
+        if (r == NULL) {
+            verify_done(l);
+            break;
+        }
+        int rc = verify_result(l, r);
+        PQclear(r);
+        if (rc != 0) {
+            return;
+        }
+    }
+    if (l->pg != NULL) {
+        drain_notifications(l);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -363,9 +573,14 @@ field_i64(const PGresult *r, int row, int col, bool *ok)
     return v;
 }
 
-/* Rows of seatcast_seat_state into the registry; changes published. */
+/*
+ * Rows of seatcast_seat_state into the registry; changes published.  With
+ * only_new, rows of events the registry already tracks are skipped: the
+ * replication stream, resumed from the slot, brings their changes one by
+ * one (see logical.c).
+ */
 static void
-apply_snapshot(struct listener *l, const PGresult *r)
+apply_snapshot(struct listener *l, const PGresult *r, bool only_new)
 {
     int rows = PQntuples(r), changed = 0, bad = 0;
 
@@ -388,7 +603,8 @@ apply_snapshot(struct listener *l, const PGresult *r)
             continue;
         }
         sc_registry_event_read(e, &st);
-        if (!inserted && (st.flags & SC_EVENT_LIVE) && version <= st.version) {
+        if (!inserted && (st.flags & SC_EVENT_LIVE) &&
+            (version <= st.version || only_new)) {
             continue;
         }
         sc_registry_event_write(e, SC_EVENT_LIVE, (int32_t)avail,
@@ -541,7 +757,7 @@ on_result(struct listener *l, PGresult *r)
         return -1;
     }
     if (l->step == STEP_SNAPSHOT) {
-        apply_snapshot(l, r);
+        apply_snapshot(l, r, false);
     }
     if (l->step == STEP_REVOKED) {
         apply_revoked(l, r);
@@ -556,6 +772,10 @@ consume(struct listener *l)
 
     if (!PQconsumeInput(l->pg)) {
         drop_connection(l, PQerrorMessage(l->pg));
+        return;
+    }
+    if (l->step == STEP_LOGICAL) {
+        sc_logical_consume(l);
         return;
     }
     while (l->step != STEP_READY && l->step != STEP_IDLE &&
@@ -590,7 +810,7 @@ consume(struct listener *l)
         return;
     }
     if (l->step == STEP_READY) {
-        drain_notifications(l);
+        ready_input(l);
     }
 }
 
@@ -612,9 +832,20 @@ continue_connect(struct listener *l)
         watch(l, EV_READ);
         sc_log(SC_LOG_INFO, "connected to PostgreSQL %d (%s:%s)",
                PQserverVersion(l->pg), PQhost(l->pg), PQport(l->pg));
+        if (l->cfg->source == SC_SOURCE_LOGICAL) {
+            l->step = STEP_LOGICAL;
+            sc_logical_start(l);
+            return;
+        }
         next_step(l);
         return;
     default:
+        if (l->cfg->source == SC_SOURCE_LOGICAL) {
+            char why[512];
+            drop_connection(l, sc_logical_explain(PQerrorMessage(l->pg), why,
+                                                  sizeof(why)));
+            return;
+        }
         drop_connection(l, PQerrorMessage(l->pg));
         return;
     }
@@ -642,17 +873,24 @@ static void
 start_connect(evutil_socket_t fd, short what, void *arg)
 {
     struct listener *l = arg;
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {l->cfg->database[0] ? l->cfg->database : NULL,
-                          "seatcast listener", NULL};
+    const char *keys[4], *vals[4];
+    int n = 0;
 
     (void)fd;
     (void)what;
-    if (vals[0] == NULL) {
-        keys[0] = "application_name";
-        vals[0] = "seatcast listener";
-        keys[1] = NULL;
+    if (l->cfg->database[0] != '\0') {
+        keys[n] = "dbname";
+        vals[n++] = l->cfg->database;
     }
+    keys[n] = "application_name";
+    vals[n++] = "seatcast listener";
+    if (l->cfg->source == SC_SOURCE_LOGICAL) {
+        /* a logical walsender; it runs SQL too (the checks, the snapshot) */
+        keys[n] = "replication";
+        vals[n++] = "database";
+    }
+    keys[n] = NULL;
+    vals[n] = NULL;
     atomic_store(&l->slot->db_state, SC_DB_CONNECTING);
     l->pg = PQconnectStartParams(keys, vals, 1);
     if (l->pg == NULL) {
@@ -687,6 +925,13 @@ drop_connection(struct listener *l, const char *why)
         PQfinish(l->pg);
         l->pg = NULL;
     }
+    if (l->cfg->source == SC_SOURCE_LOGICAL) {
+        sc_logical_reset(l);
+    }
+    /* the snapshot after the reconnect covers what the hints named */
+    l->nhints = 0;
+    l->nchecking = 0;
+    l->verifying = false;
     if (atomic_load(&l->slot->db_state) == SC_DB_CONNECTED) {
         atomic_fetch_add_explicit(&l->slot->reconnects, 1, RELAXED);
     }
@@ -704,6 +949,52 @@ drop_connection(struct listener *l, const char *why)
 }
 
 /* ------------------------------------------------------------------ */
+/* For logical.c (listener_int.h)                                      */
+
+void
+sc_listener_drop(struct listener *l, const char *why)
+{
+    drop_connection(l, why);
+}
+
+void
+sc_listener_apply(struct listener *l, const struct sc_notify *n)
+{
+    apply(l, n);
+}
+
+void
+sc_listener_wake(struct listener *l)
+{
+    wake_workers(l);
+}
+
+void
+sc_listener_snapshot(struct listener *l, const PGresult *r, bool only_new)
+{
+    apply_snapshot(l, r, only_new);
+}
+
+void
+sc_listener_revoked(struct listener *l, const PGresult *r)
+{
+    apply_revoked(l, r);
+}
+
+void
+sc_listener_watch(struct listener *l, short what)
+{
+    watch(l, what);
+}
+
+void
+sc_listener_ready(struct listener *l)
+{
+    l->backoff_ms = 0;
+    atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
+}
+
+/* ------------------------------------------------------------------ */
 /* Process                                                              */
 
 static void
@@ -714,6 +1005,9 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     atomic_store_explicit(&l->slot->heartbeat_ms, sc_mono_ms(), RELAXED);
+    if (l->step == STEP_LOGICAL) {
+        sc_logical_tick(l);
+    }
     if (l->step == STEP_PROBE && sc_mono_ms() >= l->probe_deadline) {
         drop_connection(l, "LISTEN/NOTIFY round trip did not complete in "
                            "5 s: is a transaction-mode pooler between "
@@ -752,6 +1046,7 @@ sc_listener_main(const struct sc_child_ctx *ctx)
     snprintf(l.probe_channel, sizeof(l.probe_channel),
              "seatcast_probe_%d_%08x", (int)getpid(), rnd);
     atomic_store(&l.slot->pid, (int32_t)getpid());
+    atomic_store(&l.slot->source, (uint32_t)l.cfg->source);
     atomic_store(&l.slot->state, SC_STATE_STARTING);
     atomic_store(&l.slot->heartbeat_ms, sc_mono_ms());
     l.base = event_base_new();
@@ -781,6 +1076,12 @@ sc_listener_main(const struct sc_child_ctx *ctx)
     if (l.pg != NULL) {
         PQfinish(l.pg);
     }
+    sc_logical_free(&l);
+    free_verify_rows(&l);
+    free(l.hints);
+    free(l.checking);
+    free(l.rows);
+    free(l.revoked);
     atomic_store(&l.slot->db_state, SC_DB_DISCONNECTED);
     event_free(l.ev_retry);
     event_free(l.ev_tick);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "jwt.h"
@@ -65,6 +66,13 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
         fprintf(stderr, "seatcast: %s\n", err);
         return 2;
     }
+    {
+        char host[256] = "";
+        if (gethostname(host, sizeof(host) - 1) != 0) {
+            host[0] = '\0';
+        }
+        sc_config_default_slot(cfg, host);
+    }
     if (cfg->show_help) {
         fputs(sc_config_usage(), stdout);
         return 0;
@@ -92,6 +100,12 @@ serve(struct sc_config *cfg, int argc, char **argv, char **args)
     }
     if (cfg->test_only) {
         sc_jwt_keys_free(keys);
+        if (cfg->source == SC_SOURCE_LOGICAL) {
+            printf("seatcast: source logical, publication %s, slot %s\n",
+                   cfg->publication, cfg->slot);
+        } else {
+            printf("seatcast: source notify, channel %s\n", cfg->channel);
+        }
         printf("seatcast: configuration ok\n");
         return 0;
     }

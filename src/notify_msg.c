@@ -643,3 +643,53 @@ sc_notify_type_name(enum sc_notify_type type)
     }
     return type_names[type];
 }
+
+static const struct sc_seat_row *
+find_row(const struct sc_seat_row *rows, size_t nrows, uint64_t id)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].event_id == id) {
+            return &rows[i];
+        }
+    }
+    return NULL;
+}
+
+void
+sc_notify_verify(struct sc_notify *hints, size_t n,
+                 const struct sc_seat_row *rows, size_t nrows,
+                 const char *const *revoked, size_t nrevoked,
+                 enum sc_notify_verdict *verdicts)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct sc_notify *h = &hints[i];
+        const struct sc_seat_row *r;
+
+        if (h->type == SC_NOTIFY_TOKEN_REVOKED) {
+            verdicts[i] = SC_VERIFY_FORGED;
+            for (size_t j = 0; j < nrevoked; j++) {
+                if (strcmp(revoked[j], h->jti) == 0) {
+                    verdicts[i] = SC_VERIFY_APPLY;
+                    break;
+                }
+            }
+            continue;
+        }
+        r = find_row(rows, nrows, h->event_id);
+        if (h->type == SC_NOTIFY_EVENT_DELETED) {
+            verdicts[i] = r == NULL ? SC_VERIFY_APPLY : SC_VERIFY_FORGED;
+            continue;
+        }
+        if (r == NULL) {
+            verdicts[i] = SC_VERIFY_UNKNOWN;
+        } else if (h->version > r->version) {
+            verdicts[i] = SC_VERIFY_FORGED;
+        } else {
+            verdicts[i] = SC_VERIFY_APPLY;
+            if (h->version == r->version) {
+                h->available_seats = r->available_seats;
+                h->seat_capacity = r->seat_capacity;
+            }
+        }
+    }
+}

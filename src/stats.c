@@ -86,9 +86,17 @@ listener_json(const struct sc_registry *reg, uint64_t now)
     NUM(o, "heartbeat_age_ms", hb && now > hb ? now - hb : 0);
     NUM(o, "notifications", LOAD(l->notifications));
     NUM(o, "malformed", LOAD(l->malformed));
+    NUM(o, "forged", LOAD(l->forged));
+    NUM(o, "unknown_events", LOAD(l->unknown_events));
     NUM(o, "reconnects", LOAD(l->reconnects));
     NUM(o, "events_full", LOAD(l->events_full));
     NUM(o, "last_notification_ms", LOAD(l->last_notification_ms));
+    cJSON_AddStringToObject(o, "source",
+                            sc_config_source_name(LOAD(l->source)));
+    cJSON_AddBoolToObject(o, "slot_active", LOAD(l->slot_active) != 0);
+    NUM(o, "slot_lag_bytes", LOAD(l->slot_lag_bytes));
+    NUM(o, "confirmed_lsn", LOAD(l->confirmed_lsn));
+    NUM(o, "transactions", LOAD(l->transactions));
     return o;
 }
 
@@ -169,6 +177,15 @@ print_text(const struct sc_registry *reg)
            db_state_name(LOAD(l->db_state)),
            (unsigned long long)LOAD(l->notifications),
            (unsigned long long)LOAD(l->reconnects));
+    if (LOAD(l->source) == SC_SOURCE_LOGICAL) {
+        printf("source   logical, slot %s, lag %llu bytes, %llu "
+               "transactions\n",
+               LOAD(l->slot_active) ? "streaming" : "inactive",
+               (unsigned long long)LOAD(l->slot_lag_bytes),
+               (unsigned long long)LOAD(l->transactions));
+    } else {
+        printf("source   notify\n");
+    }
 }
 
 static const char stats_usage_text[] =

@@ -105,5 +105,13 @@ def make_server(tmp_path, seatcast_bin):
 @pytest.fixture(scope="module")
 def cluster():
     """A PostgreSQL cluster for the module, with the booking schema as the
-    template database pg.BOOKING_TEMPLATE."""
+    template database pg.BOOKING_TEMPLATE.  With SEATCAST_TEST_SOURCE=logical
+    the cluster runs with wal_level=logical and the template has
+    sql/logical.sql too, and servers get --source logical (server.py): the
+    same suites then check the logical source.  notify.sql stays installed
+    so that the tests' NOTIFY taps still see the reference stream."""
+    if os.environ.get("SEATCAST_TEST_SOURCE") == "logical":
+        yield from booking_cluster(ROOT, logical=True, files=(
+            "schema.sql", "notify.sql", "logical.sql"))
+        return
     yield from booking_cluster(ROOT)

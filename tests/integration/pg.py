@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["PgCluster", "PgError", "find_bindir"]
+__all__ = ["PgCluster", "PgError", "find_bindir", "LOGICAL_SETTINGS"]
 
 PG_USER = "postgres"
 DEFAULT_DB = "seatcast"
@@ -410,7 +410,34 @@ class PgCluster:
             sql += ' TEMPLATE "%s"' % template.replace('"', '""')
         self.psql(sql, db="postgres")
 
+    def drop_slots(self, name, timeout=10):
+        """Drops the replication slots of database `name` (a slot, even
+        unused, keeps DROP DATABASE from working); a slot still read by a
+        walsender after `timeout` s has its walsender terminated."""
+        lit = "'%s'" % name.replace("'", "''")
+        deadline = time.monotonic() + timeout
+        rounds = 0
+        while True:
+            left = self.psql(
+                "SELECT pg_drop_replication_slot(slot_name) FROM "
+                "pg_replication_slots WHERE database = %s AND NOT active; "
+                "SELECT count(*) FROM pg_replication_slots WHERE database = "
+                "%s" % (lit, lit), db="postgres").split()
+            if not left or left[-1] == "0":
+                return
+            if time.monotonic() > deadline:
+                rounds += 1
+                if rounds > 3:
+                    raise PgError("replication slots of %s stay in use"
+                                  % name)
+                self.psql("SELECT pg_terminate_backend(active_pid) FROM "
+                          "pg_replication_slots WHERE database = %s AND "
+                          "active" % lit, db="postgres")
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
+
     def dropdb(self, name):
+        self.drop_slots(name)
         self.psql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)'
                   % name.replace('"', '""'), db="postgres")
 
@@ -430,15 +457,26 @@ class PgCluster:
 BOOKING_TEMPLATE = "booking_tpl"
 
 
-def booking_cluster(root):
+# Server settings for a cluster that seatcast --source logical can follow:
+# pass as PgCluster(settings=LOGICAL_SETTINGS) or booking_cluster(logical=True).
+LOGICAL_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": 16,
+    "max_wal_senders": 16,
+    "wal_sender_timeout": "10s",
+}
+
+
+def booking_cluster(root, logical=False, files=("schema.sql", "notify.sql")):
     """Generator for a fixture: a started PgCluster holding
-    BOOKING_TEMPLATE (sql/schema.sql then sql/notify.sql); cleaned up
-    after the last test that used it."""
-    pg = PgCluster()
+    BOOKING_TEMPLATE (by default sql/schema.sql then sql/notify.sql);
+    cleaned up after the last test that used it.  logical=True starts it
+    with LOGICAL_SETTINGS (wal_level=logical, room for slots)."""
+    pg = PgCluster(settings=LOGICAL_SETTINGS if logical else None)
     try:
         pg.start()
         pg.createdb(BOOKING_TEMPLATE)
-        for name in ("schema.sql", "notify.sql"):
+        for name in files:
             pg.psql_file(os.path.join(root, "sql", name), db=BOOKING_TEMPLATE)
         yield pg
     finally:

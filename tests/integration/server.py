@@ -338,6 +338,11 @@ class Seatcast:
         argv += ["--workers", str(self.workers), "--shm-name", self.shm_name]
         if self.database is not None:
             argv += ["-d", self.database]
+            # SEATCAST_TEST_SOURCE=logical runs the suites against
+            # --source logical (conftest.py makes the cluster for it)
+            src = os.environ.get("SEATCAST_TEST_SOURCE")
+            if src and not any(a.startswith("--source") for a in self.args):
+                argv += ["--source", src]
         return argv + self.args
 
     def env(self):

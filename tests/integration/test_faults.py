@@ -92,6 +92,13 @@ LISTENER_APP = "seatcast listener"
 
 _dbs = [0]
 
+# The suite also runs with SEATCAST_TEST_SOURCE=logical (conftest.py); these
+# tests check what only the NOTIFY path does (its resync summary, notify.sql,
+# payload parsing); test_logical.py checks the logical counterparts.
+notify_only = pytest.mark.skipif(
+    os.environ.get("SEATCAST_TEST_SOURCE") == "logical",
+    reason="NOTIFY path only (see test_logical.py)")
+
 
 @pytest.fixture
 def db(cluster):
@@ -522,6 +529,7 @@ def terminate_listener(cluster, dbname):
         % (LISTENER_APP, dbname)))
 
 
+@notify_only
 @pytest.mark.deadline(120)
 def test_pg_terminate_backend_of_listener_keeps_clients_and_resyncs(
         db, make_server, record_property):
@@ -1149,6 +1157,7 @@ def test_database_on_closed_port_server_runs_degraded_and_retries(
     asyncio.run(body_())
 
 
+@notify_only
 @pytest.mark.deadline(60)
 def test_database_without_notify_sql_is_named_in_log_and_degraded(
         make_server, cluster):
@@ -1235,6 +1244,7 @@ def bad_payloads(event_id):
     ]
 
 
+@notify_only
 @pytest.mark.deadline(60)
 def test_malformed_notify_payloads_are_logged_counted_and_harmless(
         db, make_server, record_property):

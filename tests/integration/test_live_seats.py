@@ -59,6 +59,13 @@ PRIVATE = {"bookingId", "userId", "booking_id", "user_id", "user", "sub"}
 # ------------------------------------------------------------------ #
 # Fixtures and helpers                                                 #
 
+# The suite also runs with SEATCAST_TEST_SOURCE=logical (conftest.py); these
+# tests check what only the NOTIFY path does (its resync summary, payload
+# parsing); test_logical.py checks the logical source's counterparts.
+notify_only = pytest.mark.skipif(
+    os.environ.get("SEATCAST_TEST_SOURCE") == "logical",
+    reason="NOTIFY path only (see test_logical.py)")
+
 _counter = [0]
 
 
@@ -850,6 +857,7 @@ def terminate_listener_sql():
             "'seatcast listener' AND datname = current_database();")
 
 
+@notify_only
 @pytest.mark.deadline(60)
 def test_bookings_missed_by_the_listener_are_resynced(db, make_server):
     e = db.event(100)
@@ -1025,6 +1033,7 @@ def test_worker_killed_during_burst(db, make_server):
 # ------------------------------------------------------------------ #
 # 6. Bad notifications                                                 #
 
+@notify_only
 def test_bad_notifications_do_not_disturb_delivery(db, make_server):
     e = db.event(10)
     srv = live_server(make_server, db)

@@ -87,6 +87,9 @@ static const struct field fields[] = {
     {"workers", F_INT, OFF(workers)},
     {"database", F_STR, OFF(database)},
     {"channel", F_STR, OFF(channel)},
+    {"source", F_ENUM, OFF(source)},
+    {"publication", F_STR, OFF(publication)},
+    {"slot", F_STR, OFF(slot)},
     {"jwt-secret-file", F_STR, OFF(jwt_secret_file)},
     {"jwt-public-key", F_STR, OFF(jwt_public_key)},
     {"jwt-issuer", F_STR, OFF(jwt_issuer)},
@@ -174,6 +177,9 @@ START_TEST(defaults)
     ck_assert_int_eq(c.workers, 4);
     ck_assert_str_eq(c.database, "");
     ck_assert_str_eq(c.channel, "seatcast");
+    ck_assert_int_eq(c.source, SC_SOURCE_NOTIFY);
+    ck_assert_str_eq(c.publication, "seatcast");
+    ck_assert_str_eq(c.slot, "");
     ck_assert_str_eq(c.jwt_secret_file, "");
     ck_assert_str_eq(c.jwt_public_key, "");
     ck_assert_str_eq(c.jwt_issuer, "");
@@ -259,6 +265,13 @@ static const struct good goods[] = {
     {"database", "", ""},
     {"channel", "seat_updates", "seat_updates"},
     {"channel", "_x9", "_x9"},
+    {"source", "logical", "1"},
+    {"source", "notify", "0"},
+    {"publication", "seatcast_pub", "seatcast_pub"},
+    {"slot", "seatcast_a_1", "seatcast_a_1"},
+    {"slot", "0", "0"},
+    {"slot", "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij123",
+     "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij123"},
     {"jwt-secret-file", "/etc/seatcast/secret", "/etc/seatcast/secret"},
     {"jwt-secret-file", "", ""},
     {"jwt-public-key", "/etc/seatcast/key.pem", "/etc/seatcast/key.pem"},
@@ -524,6 +537,18 @@ static const struct bad bads[] = {
      "send-buffer-limit: must be between 4096 and 1073741824, got "
      "\"1025M\""},
     {"send-buffer-limit", "1g", "send-buffer-limit: not a number: \"1g\""},
+    {"source", "Logical", "source: must be notify or logical, got "
+                          "\"Logical\""},
+    {"source", "", "source: must be notify or logical, got \"\""},
+    {"publication", "Pub", "publication: not a plain SQL identifier "
+                           "([a-z_][a-z0-9_]*): \"Pub\""},
+    {"slot", "", "slot: must not be empty: \"\""},
+    {"slot", "a-b", "slot: not a replication slot name ([a-z0-9_]): "
+                    "\"a-b\""},
+    {"slot", "Ab", "slot: not a replication slot name ([a-z0-9_]): \"Ab\""},
+    {"slot", "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234",
+     "slot: too long (max 63 bytes): "
+     "\"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij...\""},
     {"channel", "Seat",
      "channel: not a plain SQL identifier ([a-z_][a-z0-9_]*): \"Seat\""},
     {"channel", "1abc",
@@ -1288,6 +1313,59 @@ START_TEST(shm_name_default)
 }
 END_TEST
 
+START_TEST(slot_default)
+{
+    struct sc_config c;
+    char err[ERRLEN], first[64];
+
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "-l", "8080"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "Web-01.Example.com");
+    ck_assert_str_eq(c.slot, "seatcast_web_01_example_com_8080");
+    /* another port, another slot */
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "-l", "8081"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "Web-01.Example.com");
+    ck_assert_str_eq(c.slot, "seatcast_web_01_example_com_8081");
+    /* a long host name is cut, the port kept, 63 bytes at most */
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "-l", "65535"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "a-very-long-host-name-that-goes-on.and-on."
+                               "and-on.example.org");
+    ck_assert_uint_eq(strlen(c.slot), 63);
+    ck_assert_str_eq(c.slot + 57, "_65535");
+    ck_assert_int_eq(sc_config_set(&c, "slot", c.slot, err, sizeof(err)), 0);
+    /* no host name at all */
+    fresh(&c);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "");
+    ck_assert_str_eq(c.slot, "seatcast__3000");
+    /* unix listeners: a hash of the path */
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "-l", "unix:/run/a.sock"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "h");
+    snprintf(first, sizeof(first), "%s", c.slot);
+    ck_assert_int_eq(strncmp(first, "seatcast_h_u", 12), 0);
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "-l", "unix:/run/b.sock"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "h");
+    ck_assert_str_ne(c.slot, first);
+    /* an explicit slot is kept */
+    fresh(&c);
+    ck_assert_int_eq(PARSE(&c, err, "--slot", "mine"), 0);
+    ck_assert_int_eq(sc_config_finish(&c, err, sizeof(err)), 0);
+    sc_config_default_slot(&c, "h");
+    ck_assert_str_eq(c.slot, "mine");
+    ck_assert_str_eq(sc_config_source_name(SC_SOURCE_LOGICAL), "logical");
+    ck_assert_str_eq(sc_config_source_name(SC_SOURCE_NOTIFY), "notify");
+}
+END_TEST
+
 START_TEST(finish_duplicates)
 {
     struct sc_config c;
@@ -1478,6 +1556,7 @@ START_TEST(example_file_shows_defaults)
     /* the lines shown as examples rather than defaults */
     c.workers = d.workers;
     memcpy(c.database, d.database, sizeof(c.database));
+    memcpy(c.slot, d.slot, sizeof(c.slot));
     c.nallowed_origin = 0;
     memset(c.allowed_origin, 0, sizeof(c.allowed_origin));
     c.ntrusted_proxy = 0;
@@ -1498,6 +1577,9 @@ START_TEST(usage_text)
                                  "workers",
                                  "database",
                                  "channel",
+                                 "source",
+                                 "publication",
+                                 "slot",
                                  "jwt-secret-file",
                                  "jwt-public-key",
                                  "jwt-issuer",
@@ -1587,6 +1669,7 @@ config_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, slot_default);
     tcase_add_test(tc, defaults_workers_clamped);
     tcase_add_test(tc, empty_argv);
     tcase_add_loop_test(tc, good_value_argv_equals, 0, NGOODS);

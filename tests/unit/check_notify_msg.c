@@ -442,6 +442,64 @@ START_TEST(type_names)
 }
 END_TEST
 
+/* --- verification against the database ----------------------------- */
+
+static struct sc_notify
+hint(enum sc_notify_type t, uint64_t id, int32_t a, int32_t c, int64_t v)
+{
+    struct sc_notify n;
+
+    memset(&n, 0, sizeof(n));
+    n.type = t;
+    n.event_id = id;
+    n.available_seats = a;
+    n.seat_capacity = c;
+    n.version = v;
+    n.has_version = true;
+    return n;
+}
+
+START_TEST(verify_against_rows)
+{
+    const struct sc_seat_row rows[] = {{1, 40, 100, 7}, {2, 0, 5, 3}};
+    const char *const revoked[] = {"real-jti"};
+    struct sc_notify h[10];
+    enum sc_notify_verdict v[10];
+
+    h[0] = hint(SC_NOTIFY_BOOKING_CREATED, 1, 41, 100, 6); /* older */
+    h[1] = hint(SC_NOTIFY_BOOKING_CREATED, 1, 99, 100, 7); /* current, lies */
+    h[2] = hint(SC_NOTIFY_SEAT_UPDATE, 1, 0, 100, INT64_MAX); /* ahead */
+    h[3] = hint(SC_NOTIFY_SEAT_UPDATE, 3, 1, 2, 1);       /* no such event */
+    h[4] = hint(SC_NOTIFY_EVENT_DELETED, 2, 0, 0, 4);     /* still there */
+    h[5] = hint(SC_NOTIFY_EVENT_DELETED, 9, 0, 0, 4);     /* gone: fine */
+    h[6] = hint(SC_NOTIFY_TOKEN_REVOKED, 0, 0, 0, 0);
+    snprintf(h[6].jti, sizeof(h[6].jti), "real-jti");
+    h[7] = hint(SC_NOTIFY_TOKEN_REVOKED, 0, 0, 0, 0);
+    snprintf(h[7].jti, sizeof(h[7].jti), "forged-jti");
+    h[8] = hint(SC_NOTIFY_SEAT_UPDATE, 2, 5, 5, 3);       /* current */
+    h[9] = hint(SC_NOTIFY_SEAT_UPDATE, 2, 0, 5, 4);       /* one ahead */
+    sc_notify_verify(h, 10, rows, 2, revoked, 1, v);
+    ck_assert_int_eq(v[0], SC_VERIFY_APPLY);
+    ck_assert_int_eq(h[0].available_seats, 41); /* intermediate: as sent */
+    ck_assert_int_eq(v[1], SC_VERIFY_APPLY);
+    ck_assert_int_eq(h[1].available_seats, 40); /* the database's */
+    ck_assert_int_eq(h[1].seat_capacity, 100);
+    ck_assert_int_eq(v[2], SC_VERIFY_FORGED);
+    ck_assert_int_eq(v[3], SC_VERIFY_UNKNOWN);
+    ck_assert_int_eq(v[4], SC_VERIFY_FORGED);
+    ck_assert_int_eq(v[5], SC_VERIFY_APPLY);
+    ck_assert_int_eq(v[6], SC_VERIFY_APPLY);
+    ck_assert_int_eq(v[7], SC_VERIFY_FORGED);
+    ck_assert_int_eq(v[8], SC_VERIFY_APPLY);
+    ck_assert_int_eq(h[8].available_seats, 0);
+    ck_assert_int_eq(v[9], SC_VERIFY_FORGED);
+    /* nothing known: every seat hint unknown, every jti forged */
+    sc_notify_verify(h, 3, NULL, 0, NULL, 0, v);
+    ck_assert_int_eq(v[0], SC_VERIFY_UNKNOWN);
+    ck_assert_int_eq(v[2], SC_VERIFY_UNKNOWN);
+}
+END_TEST
+
 static Suite *
 notify_msg_suite(void)
 {
@@ -459,6 +517,7 @@ notify_msg_suite(void)
     tcase_add_test(tc, every_prefix);
     tcase_add_test(tc, deep_nesting);
     tcase_add_test(tc, type_names);
+    tcase_add_test(tc, verify_against_rows);
     suite_add_tcase(s, tc);
     return s;
 }
