@@ -1183,9 +1183,8 @@ refuse_unread(struct sc_conn *c)
     hs.status = 503;
     hs.reason = "too many connections";
     atomic_fetch_add_explicit(&c->env->slot->handshake_failures, 1, RELAXED);
-    sc_log(SC_LOG_INFO, "connection refused with 503 unread: %llu sockets "
-           "open, --max-connections %u",
-           (unsigned long long)c->env->nconns,
+    sc_log(SC_LOG_INFO, "connection refused with 503 unread: over "
+           "--max-connections %u (every open socket counts)",
            (unsigned)c->env->cfg->max_connections);
     n = sc_ws_handshake_error_response(&hs, resp, sizeof(resp));
     if (n < 0) {
