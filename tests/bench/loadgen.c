@@ -861,7 +861,8 @@ run_onsale(struct run *r)
     struct lg_book b = {.pg = r->pg,
                         .first_event = lg->o.first_event,
                         .nevents = 1,
-                        .first_booking = r->booked};
+                        .first_booking = r->booked,
+                        .autocommit = true};
 
     os->count = lg->o.onsale_bookings;
     os->rate = lg->o.onsale_rate;
