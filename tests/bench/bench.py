@@ -196,7 +196,7 @@ class Server:
                 out.append(int(d))
         return out
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=60):
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -674,7 +674,7 @@ def parse_args(argv):
     p.add_argument("--check", action="store_true",
                    help="onsale: exit 1 unless every run is exact (no drop, "
                    "no older count, no miss, final counts, bookings sums)")
-    p.add_argument("--drain-timeout", type=float, default=10,
+    p.add_argument("--drain-timeout", type=float, default=60,
                    help="onsale: seconds without a message that end the "
                    "wait for the last one")
     args = p.parse_args(argv)
