@@ -7,10 +7,16 @@
 #                                     duplicated or reordered delivery
 #   make bench-dbcost                 what each source costs the booking
 #                                     database (also run by make bench)
+#   make bench-onsale                 onsale: N subscribers of one event,
+#                                     K bookings at R/s, freshness; median
+#                                     of BENCH_REPEAT runs
+#   make bench-onsale BENCH_ONSALE="100000 1000 500"
+#   make bench-onsale-smoke           N=200 K=300 R=300; fails unless exact
 #
 # Runs as root: a throwaway PostgreSQL (runuser -u postgres), soft
 # RLIMIT_NOFILE raised to the hard one.  Results: $(BUILD)/bench/ (results.json,
-# results.txt, bench.png; bench-smoke: smoke/).  See tests/bench/README.md.
+# results.txt, bench.png; bench-smoke: smoke/; bench-onsale: onsale.json,
+# onsale.txt).  See tests/bench/README.md.
 
 BENCH_DIR    = $(BUILD)/bench
 BENCH_N     ?= 1000 10000 50000 100000
@@ -25,7 +31,11 @@ BENCH_DRIVER = /usr/bin/python3 tests/bench/bench.py \
                --seatcast $(BUILD)/seatcast --loadgen $(BENCH_DIR)/loadgen \
                --out $(BENCH_DIR)
 
-.PHONY: bench bench-smoke bench-deps bench-dbcost
+BENCH_ONSALE ?= 10000 3000 1000
+BENCH_REPEAT ?= 3
+
+.PHONY: bench bench-smoke bench-deps bench-dbcost bench-onsale \
+        bench-onsale-smoke
 
 $(BENCH_DIR)/loadgen: $(BENCH_SRC) $(BENCH_HDR) tests/bench/bench.mk
 	@mkdir -p $(dir $@)
@@ -43,6 +53,17 @@ bench: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 bench-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
 	$(BENCH_DIR)/loadgen --self-test
 	$(BENCH_DRIVER) --smoke --out $(BENCH_DIR)/smoke
+
+# Onsale: "N K R" (several: comma-separated), each BENCH_REPEAT times
+bench-onsale: bench-deps $(BUILD)/seatcast $(BENCH_DIR)/loadgen
+	$(BENCH_DRIVER) --onsale "$(BENCH_ONSALE)" --repeat $(BENCH_REPEAT) \
+	    $(BENCH_ARGS)
+
+# exact accounting of a small onsale (no timing asserted); own directory
+bench-onsale-smoke: $(BUILD)/seatcast $(BENCH_DIR)/loadgen
+	$(BENCH_DIR)/loadgen --self-test
+	$(BENCH_DRIVER) --onsale "200 300 300" --check --settle 0.5 \
+	    --out $(BENCH_DIR)/onsale-smoke $(BENCH_ARGS)
 
 # What following the database costs it: bookings/s from concurrent pgbench
 # writers with no seatcast, with --source notify and --source logical

@@ -9,6 +9,8 @@ CAP_SYS_RESOURCE); the loadgen forks client processes for the same reason.
     bench.py --seatcast build/seatcast --loadgen build/bench/loadgen \\
              --out build/bench --n "1000 10000 50000 100000"
     bench.py ... --smoke          # N=200, short; exit 1 on loss/dup/reorder
+    bench.py ... --onsale "10000 3000 1000" --repeat 3
+                                  # N subscribers, K bookings at R/s
 
 It starts a throwaway PostgreSQL 15 cluster (tests/integration/pg.py),
 applies sql/schema.sql and sql/notify.sql, creates the events (capacity
@@ -23,8 +25,19 @@ At the end it writes, under --out:
 and with --perf, perf-N.txt: where the server's CPU went (perf record -g
 on every seatcast process during the run).
 
+--onsale "N K R[, N K R ...]" runs the onsale scenario instead: N
+subscribers of one event, K bookings committed at R per second, each
+scenario --repeat times with a fresh seatcast; it writes onsale.json (every
+run and the median) and onsale.txt (the table).  Freshness, for each
+booking and subscriber: from the booking's COMMIT to the first message
+showing its count or a newer one (counts may be skipped by a server that
+merges, SPEC 4 "Surges").
+
 The bench reports and asserts nothing, except --smoke: zero lost,
-duplicated or reordered deliveries, every connection opened.
+duplicated or reordered deliveries, every connection opened; and
+--onsale ... --check: every subscriber opened, none dropped, none saw an
+older count after a newer one or missed a booking, all end on the
+database's count, and the "bookings" fields add up.
 """
 
 import argparse
@@ -120,7 +133,7 @@ def mint_token(seatcast, workdir):
 class Server:
     """One seatcast master and its children, for one N."""
 
-    def __init__(self, args, n, conninfo, secret, logdir):
+    def __init__(self, args, n, conninfo, secret, logdir, tag=None):
         self.port = free_port()
         self.nofile = nofile_for(n)
         self.workers = workers_for(args, n)
@@ -130,9 +143,10 @@ class Server:
                      "--database", conninfo,
                      "--jwt-secret-file", secret,
                      "--max-connections", str(n + 1000),
-                     "--shm-name", "/sc-bench-%d-%d" % (os.getpid(), n),
+                     "--shm-name", "/sc-bench-%d-%s" % (os.getpid(),
+                                                         tag or n),
                      "--log-level", "warn"] + args.server_arg
-        self.logpath = os.path.join(logdir, "seatcast-%d.log" % n)
+        self.logpath = os.path.join(logdir, "seatcast-%s.log" % (tag or n))
         self.proc = None
 
     def _limits(self):
@@ -182,7 +196,7 @@ class Server:
                 out.append(int(d))
         return out
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=60):
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -221,7 +235,7 @@ def loadgen_argv(args, n, server, conninfo, token, first_event):
 def start_perf(args, server, n):
     if not args.perf:
         return None
-    data = os.path.join(args.out, "perf-%d.data" % n)
+    data = os.path.join(args.out, "perf-%s.data" % n)
     pids = ",".join(str(p) for p in server.pids())
     return subprocess.Popen(["perf", "record", "-q", "-g", "-F", "499",
                              "-o", data, "-p", pids],
@@ -234,8 +248,8 @@ def stop_perf(args, perf, n):
         return
     perf.send_signal(signal.SIGINT)
     perf.wait()
-    data = os.path.join(args.out, "perf-%d.data" % n)
-    txt = os.path.join(args.out, "perf-%d.txt" % n)
+    data = os.path.join(args.out, "perf-%s.data" % n)
+    txt = os.path.join(args.out, "perf-%s.txt" % n)
     with open(txt, "w") as f:
         subprocess.run(["perf", "report", "-i", data, "--stdio",
                         "--no-children", "--sort", "comm,dso,symbol",
@@ -370,6 +384,250 @@ def smoke_failures(results):
 
 
 # ------------------------------------------------------------------ #
+# Onsale                                                               #
+
+def parse_onsale(text):
+    """ "N K R, N K R" -> [(N, K, R), ...] """
+    out = []
+    for part in text.replace(";", ",").split(","):
+        f = part.split()
+        if not f:
+            continue
+        if len(f) != 3:
+            raise SystemExit("bench: --onsale: expected \"N K R\" triples, "
+                             "got %r" % part.strip())
+        out.append((int(f[0]), int(f[1]), float(f[2])))
+    return out
+
+
+def run_onsale_one(args, n, k, rate, run, pg, secret, token, first_event):
+    tag = "onsale-%d-%d-%d" % (n, k, run)
+    server = Server(args, n, pg.conninfo(), secret, args.out, tag)
+    log("onsale N=%d K=%d R=%g run %d: seatcast --workers %d on port %d "
+        "(RLIMIT_NOFILE %d)" % (n, k, rate, run, server.workers, server.port,
+                                server.nofile))
+    server.start()
+    perf = None
+    argv = [args.loadgen,
+            "--port", str(server.port),
+            "--token-file", token,
+            "--database", pg.conninfo(),
+            "--server-pid", str(server.proc.pid),
+            "--conns", str(n),
+            "--window", str(args.window),
+            "--events", "1",
+            "--first-event", str(first_event),
+            "--onsale-bookings", str(k),
+            "--onsale-rate", str(rate),
+            "--settle", str(args.settle),
+            "--drain-timeout", str(args.drain_timeout),
+            "--procs", str(args.procs),
+            "--per-source", str(args.per_source)]
+    try:
+        perf = start_perf(args, server, tag)
+        res = subprocess.run(argv, stdout=subprocess.PIPE, text=True,
+                             timeout=args.timeout)
+    finally:
+        stop_perf(args, perf, tag)
+        server.stop()
+    if res.returncode != 0 or not res.stdout.strip():
+        raise RuntimeError("loadgen failed (exit %d): onsale N=%d K=%d"
+                           % (res.returncode, n, k))
+    out = json.loads(res.stdout)
+    out["workers"] = server.workers
+    out["run"] = run
+    o = out["onsale"]
+    log("onsale N=%d K=%d R=%g run %d: freshness p50 %.1f p99 %.1f max %.1f "
+        "ms; %d/%d on the final count; bookings %d/%d; dropped %d"
+        % (n, k, rate, run, o["freshness_ms"]["p50"],
+           o["freshness_ms"]["p99"], o["freshness_ms"]["max"],
+           o["final_count_subscribers"], o["connections"],
+           o["bookings_sum"], o["bookings_expected"], o["dropped"]))
+    return out
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1]
+                                                + v[len(v) // 2]) / 2
+
+
+def onsale_summary(runs):
+    """Medians of the timing figures, the worst of the checks."""
+    o = [r["onsale"] for r in runs]
+    fresh = {q: median([x["freshness_ms"][q] for x in o])
+             for q in ("p50", "p90", "p99", "p999", "max", "mean")}
+    return {
+        "runs": len(runs),
+        "freshness_ms": fresh,
+        "commit_rate": median([x["commit_rate"] for x in o]),
+        "messages": median([x["messages"] for x in o]),
+        "server_cpu_ms": median([x["server_cpu_ms"] for x in o]),
+        "client_cpu_ms": median([x["client_cpu_ms"] for x in o]),
+        # the checks: the worst run
+        "opened_min": min(r["opened"] for r in runs),
+        "final_count_subscribers_min": min(x["final_count_subscribers"]
+                                           for x in o),
+        "bookings_sum_subscribers_min": min(x["bookings_sum_subscribers"]
+                                            for x in o),
+        "bookings_sums_equal": all(x["bookings_sum"] == x["bookings_expected"]
+                                   for x in o),
+        "older_after_newer_max": max(x["older_after_newer"] for x in o),
+        "missing_max": max(x["missing"] for x in o),
+        "dropped_max": max(x["dropped"] for x in o),
+    }
+
+
+ONSALE_COLUMNS = [
+    ("N", 7, lambda r, o: "%d" % r["n"]),
+    ("K", 6, lambda r, o: "%d" % o["bookings"]),
+    ("R/s", 6, lambda r, o: "%g" % o["rate"]),
+    ("run", 3, lambda r, o: "%s" % r["run"]),
+    ("wrk", 3, lambda r, o: "%d" % r["workers"]),
+    ("cli", 3, lambda r, o: "%d" % r["client_procs"]),
+    ("com/s", 6, lambda r, o: "%.0f" % o["commit_rate"]),
+    ("p50ms", 8, lambda r, o: "%.1f" % o["freshness_ms"]["p50"]),
+    ("p90ms", 8, lambda r, o: "%.1f" % o["freshness_ms"]["p90"]),
+    ("p99ms", 8, lambda r, o: "%.1f" % o["freshness_ms"]["p99"]),
+    ("maxms", 8, lambda r, o: "%.1f" % o["freshness_ms"]["max"]),
+    ("final", 7, lambda r, o: "%d" % o["final_count_subscribers"]),
+    ("of", 7, lambda r, o: "%d" % o["connections"]),
+    ("bookings", 10, lambda r, o: "%d" % o["bookings_sum"]),
+    ("sum_ok", 6, lambda r, o: "yes" if o["bookings_sum"]
+     == o["bookings_expected"] else "NO"),
+    ("older", 5, lambda r, o: "%d" % o["older_after_newer"]),
+    ("miss", 5, lambda r, o: "%d" % o["missing"]),
+    ("drop", 4, lambda r, o: "%d" % o["dropped"]),
+    ("msgs", 10, lambda r, o: "%d" % o["messages"]),
+    ("srv_s", 6, lambda r, o: "%.1f" % (o["server_cpu_ms"] / 1e3)),
+    ("cli_s", 6, lambda r, o: "%.1f" % (o["client_cpu_ms"] / 1e3)),
+]
+
+ONSALE_LEGEND = """\
+N K R/s   subscribers of one event, bookings, bookings per second asked;
+          wrk seatcast workers, cli loadgen client processes
+com/s     bookings per second really committed (one session, one
+          transaction each)
+pNNms     freshness over every (subscriber, booking): from the booking's
+          COMMIT returned to the read of the first message showing its
+          count or a newer one (100 us buckets; max exact)
+final     subscribers whose last seat_update shows the database's count,
+          of the subscribers open when the bookings began
+bookings  sum of "bookings" (absent = 1) of every booking_created received;
+          sum_ok: equal to K x subscribers
+older     messages showing an older count after a newer one (must be 0)
+miss      (subscriber, booking) pairs no message ever covered (must be 0)
+drop      connections lost during the bookings (must be 0)
+msgs      seat_update + booking_created messages received
+srv_s     server CPU (all sc-* processes, utime+stime) during the bookings
+          and the drain; cli_s: the loadgen's client processes
+median    row: the median of each timing column over the runs, and the
+          worst run of each check (min final, max older/miss/drop)"""
+
+
+def onsale_table(scenarios):
+    head = " ".join(h.rjust(w) for h, w, _ in ONSALE_COLUMNS)
+    lines = [head, "-" * len(head)]
+    for sc in scenarios:
+        for r in sc["runs"]:
+            lines.append(" ".join(f(r, r["onsale"]).rjust(w)
+                                  for _, w, f in ONSALE_COLUMNS))
+        m = sc["median"]
+        first = sc["runs"][0]
+        row = dict(first["onsale"])
+        row.update({
+            "commit_rate": m["commit_rate"],
+            "freshness_ms": m["freshness_ms"],
+            "final_count_subscribers": m["final_count_subscribers_min"],
+            "bookings_sum": min(r["onsale"]["bookings_sum"]
+                                for r in sc["runs"]),
+            "bookings_expected": (row["bookings_expected"]
+                                  if m["bookings_sums_equal"] else -1),
+            "older_after_newer": m["older_after_newer_max"],
+            "missing": m["missing_max"],
+            "dropped": m["dropped_max"],
+            "messages": m["messages"],
+            "server_cpu_ms": m["server_cpu_ms"],
+            "client_cpu_ms": m["client_cpu_ms"],
+        })
+        if len(sc["runs"]) > 1:
+            fake = dict(first, run="med")
+            lines.append(" ".join(f(fake, row).rjust(w)
+                                  for _, w, f in ONSALE_COLUMNS))
+    return "\n".join(lines) + "\n\n" + ONSALE_LEGEND + "\n"
+
+
+def onsale_failures(scenarios):
+    """What --check refuses, run by run."""
+    bad = []
+    for sc in scenarios:
+        for r in sc["runs"]:
+            o = r["onsale"]
+            what = "N=%d K=%d run %s" % (r["n"], o["bookings"], r["run"])
+            if r["opened"] != r["n"]:
+                bad.append("%s: %d of %d connections opened (%r)"
+                           % (what, r["opened"], r["n"], r["fail_reasons"]))
+            if o["committed"] != o["bookings"] or o["error"]:
+                bad.append("%s: %d of %d bookings committed (%s)"
+                           % (what, o["committed"], o["bookings"],
+                              o["error"]))
+            if o["final_count_subscribers"] != o["connections"]:
+                bad.append("%s: %d of %d subscribers end on the final count"
+                           % (what, o["final_count_subscribers"],
+                              o["connections"]))
+            if o["bookings_sum"] != o["bookings_expected"] or \
+                    o["bookings_sum_subscribers"] != o["connections"]:
+                bad.append("%s: bookings add up to %d, expected %d (%d of "
+                           "%d subscribers right)"
+                           % (what, o["bookings_sum"], o["bookings_expected"],
+                              o["bookings_sum_subscribers"],
+                              o["connections"]))
+            for key in ("older_after_newer", "missing", "dropped",
+                        "bookings_field_bad", "bookings_step_bad",
+                        "booking_cancelled", "unexpected"):
+                if o[key] != 0:
+                    bad.append("%s: %s=%d" % (what, key, o[key]))
+            if not r["db_consistent"]:
+                bad.append("%s: the database's seats are not the expected "
+                           "ones" % what)
+    return bad
+
+
+def main_onsale(args):
+    scenarios = []
+    work = tempfile.mkdtemp(prefix="seatcast-bench-")
+    try:
+        with PgCluster() as pg:
+            first_event = setup_db(pg, 1, args.capacity)
+            secret, token = mint_token(args.seatcast, work)
+            for n, k, rate in args.onsale_list:
+                runs = [run_onsale_one(args, n, k, rate, run, pg, secret,
+                                       token, first_event)
+                        for run in range(1, args.repeat + 1)]
+                scenarios.append({"n": n, "bookings": k, "rate": rate,
+                                  "runs": runs,
+                                  "median": onsale_summary(runs)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.join(args.out, "onsale.json"), "w") as f:
+        json.dump(scenarios, f, indent=1)
+        f.write("\n")
+    text = onsale_table(scenarios)
+    with open(os.path.join(args.out, "onsale.txt"), "w") as f:
+        f.write(text)
+    print(text, end="")
+    if args.check:
+        bad = onsale_failures(scenarios)
+        for b in bad:
+            log("FAIL " + b)
+        if bad:
+            return 1
+        log("onsale check: every subscriber fresh-tracked, on the final "
+            "count, bookings add up, nothing older after newer")
+    return 0
+
+
+# ------------------------------------------------------------------ #
 # Main                                                                 #
 
 def parse_args(argv):
@@ -406,7 +664,23 @@ def parse_args(argv):
                    help="profile the server with perf record -g")
     p.add_argument("--smoke", action="store_true",
                    help="N=200, 3 s paced; fail on loss/dup/reorder")
+    p.add_argument("--onsale", default="",
+                   help="onsale scenarios instead of the N sweep: \"N K R\" "
+                   "(N subscribers of one event, K bookings at R/s), "
+                   "several separated by commas")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="onsale: runs of each scenario (a fresh seatcast "
+                   "each); the table adds their median")
+    p.add_argument("--check", action="store_true",
+                   help="onsale: exit 1 unless every run is exact (no drop, "
+                   "no older count, no miss, final counts, bookings sums)")
+    p.add_argument("--drain-timeout", type=float, default=60,
+                   help="onsale: seconds without a message that end the "
+                   "wait for the last one")
     args = p.parse_args(argv)
+    args.onsale_list = parse_onsale(args.onsale)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if args.smoke:
         args.n, args.paced_seconds, args.settle = "200", 3, 0.5
     args.ns = [int(x) for x in args.n.replace(",", " ").split()]
@@ -422,6 +696,8 @@ def main(argv):
         log("must run as root (runuser for PostgreSQL, RLIMIT_NOFILE)")
         return 2
     os.makedirs(args.out, exist_ok=True)
+    if args.onsale_list:
+        return main_onsale(args)
     work = tempfile.mkdtemp(prefix="seatcast-bench-")
     results = []
     try:

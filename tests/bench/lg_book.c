@@ -69,7 +69,7 @@ book_one(struct lg_book *b, uint64_t g)
     snprintf(ev, sizeof(ev), "%" PRId64,
              b->first_event + (int64_t)(g % b->nevents));
     snprintf(user, sizeof(user), "%" PRIu64, g + 1);
-    if (!exec_ok(b, "BEGIN")) {
+    if (!b->autocommit && !exec_ok(b, "BEGIN")) {
         return false;
     }
     r = PQexecPrepared(b->pg, INSERT_STMT, 2, params, NULL, NULL, 0);
@@ -79,10 +79,12 @@ book_one(struct lg_book *b, uint64_t g)
                  PQerrorMessage(b->pg));
     }
     PQclear(r);
-    if (!ok) {
+    if (!ok && !b->autocommit) {
         r = PQexec(b->pg, "ROLLBACK");
         PQclear(r);
-        return false;
+    }
+    if (!ok || b->autocommit) {
+        return ok;
     }
     return exec_ok(b, "COMMIT");
 }

@@ -10,11 +10,16 @@
  * user g + 1:
  *     BEGIN; INSERT INTO bookings (event_id, user_id, seats)
  *            VALUES ($1, $2, 1); COMMIT
+ * or, with `autocommit` (the onsale), the INSERT alone, committed on its
+ * own: one round trip instead of three, so that one session keeps up with
+ * the rate asked while the server takes the machine's CPU.  The commit
+ * time is then when the INSERT returns (it has committed by then).
  */
 #ifndef LG_BOOK_H
 #define LG_BOOK_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct lg_book {
@@ -24,6 +29,7 @@ struct lg_book {
     uint64_t first_booking; /* g of the first booking */
     uint32_t count;         /* bookings to commit */
     double rate;            /* bookings per second; 0: as fast as possible */
+    bool autocommit;        /* INSERT alone, no BEGIN / COMMIT */
     int64_t origin_ns;      /* CLOCK_MONOTONIC origin of commit_ns */
     int64_t *commit_ns;     /* [count], not owned: when COMMIT returned */
     char err[256];          /* first error, "" if none */

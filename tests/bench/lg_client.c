@@ -20,6 +20,11 @@
  *   bit missing at phase end      lost (counted by the parent)
  * The receive time of booking j on connection i goes to lat_us[i * 64 + j]
  * for the parent to turn into a latency.
+ *
+ * In onsale mode (lg_client.h) the map gives way to the highest index
+ * shown and the cover times: every message carrying the event's
+ * availableSeats (seat_update, booking_created, booking_cancelled) counts,
+ * and counts may be skipped.
  */
 #include "lg_client.h"
 
@@ -365,6 +370,25 @@ on_created(struct client *cl, uint32_t i, const struct lg_msg *m, int64_t now)
     cl->st->last_ns = now;
 }
 
+/* Onsale mode: a seat_update, booking_created or booking_cancelled of an
+ * open connection (see lg_onsale.h). */
+static void
+on_onsale(struct client *cl, uint32_t i, const struct lg_msg *m, int64_t now)
+{
+    struct lg *lg = cl->lg;
+    int64_t j = phase_index(cl, i, m);
+
+    if (j < 0) {
+        return;
+    }
+    cl->st->last_ns = now;
+    lg_onsale_apply(&lg->os[i],
+                    lg->cover_us + (size_t)i * lg->o.onsale_bookings, j,
+                    (int64_t)lg->ev_count[0] - 1, m,
+                    (uint32_t)((now - lg->ctl->phase_origin_ns) / 1000),
+                    &cl->st->os);
+}
+
 /* A text message; -1 if connection i was closed for it. */
 static int
 on_text(struct client *cl, uint32_t i, const struct lg_frame *f, int64_t now)
@@ -385,7 +409,9 @@ on_text(struct client *cl, uint32_t i, const struct lg_frame *f, int64_t now)
         c->flags |= LG_CF_HELLO;
         break;
     case LG_MSG_SEAT_UPDATE:
-        if (c->state == LG_CS_OPEN) {
+        if (c->state == LG_CS_OPEN && cl->lg->os != NULL) {
+            on_onsale(cl, i, &m, now);
+        } else if (c->state == LG_CS_OPEN) {
             on_update(cl, i, &m, now);
         } else if ((c->flags & LG_CF_HELLO) != 0) {
             on_snapshot(cl, i, &m, now);
@@ -395,7 +421,14 @@ on_text(struct client *cl, uint32_t i, const struct lg_frame *f, int64_t now)
         }
         break;
     case LG_MSG_BOOKING_CREATED:
-        on_created(cl, i, &m, now);
+    case LG_MSG_BOOKING_CANCELLED:
+        if (c->state == LG_CS_OPEN && cl->lg->os != NULL) {
+            on_onsale(cl, i, &m, now);
+        } else if (m.type == LG_MSG_BOOKING_CREATED) {
+            on_created(cl, i, &m, now);
+        } else {
+            cl->st->stray++;
+        }
         break;
     case LG_MSG_ERROR:
         cl->st->errors_rcvd++;
@@ -592,13 +625,19 @@ phase_begin(struct client *cl)
             conns[i].flags |= LG_CF_PHASE;
             conns[i].seen = 0;
         }
+        if (cl->lg->os != NULL) {
+            lg_onsale_reset(&cl->lg->os[i]);
+        }
     }
     st->frames = st->updates = st->created = 0;
     st->dups = st->reordered = st->unexpected = 0;
+    memset(&st->os, 0, sizeof(st->os));
     st->last_ns = 0;
     atomic_store_explicit(&st->prog_frames, 0, memory_order_relaxed);
     atomic_store_explicit(&st->prog_updates, 0, memory_order_relaxed);
     atomic_store_explicit(&st->prog_created, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->prog_final, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->prog_bookings, 0, memory_order_relaxed);
     cl->cpu0 = cpu_seconds();
     cl->in_phase = true;
 }
@@ -704,11 +743,16 @@ lg_client_main(struct lg *lg, uint32_t k)
         if (cl.in_phase) {
             struct lg_stats *st = cl.st;
 
-            atomic_store_explicit(&st->prog_frames, st->frames,
+            atomic_store_explicit(&st->prog_frames,
+                                  st->frames + st->os.frames,
                                   memory_order_relaxed);
             atomic_store_explicit(&st->prog_updates, st->updates,
                                   memory_order_relaxed);
             atomic_store_explicit(&st->prog_created, st->created,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&st->prog_final, st->os.final,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&st->prog_bookings, st->os.bookings,
                                   memory_order_relaxed);
         }
     }

@@ -26,8 +26,15 @@
  *   LG_CMD_END      stop counting deliveries (maps and stats then stay
  *                   still, and the parent reads them);
  *   LG_CMD_EXIT     reset every socket and exit.
- * During a phase a client also stores three progress counters (relaxed)
+ * During a phase a client also stores its progress counters (relaxed)
  * after each loop iteration, so that the parent can see the phase end.
+ *
+ * Onsale mode (--onsale-bookings K, one event): one phase of K bookings,
+ * and instead of the 64-bit map each connection i keeps a struct
+ * lg_onsale_conn (os[i], see lg_onsale.h) and K cover times, cover_us[i *
+ * K + j]: when (us since the phase origin) a message first showed booking
+ * j's count or a newer one.  Bookings 0..os[i].hi are exactly the covered
+ * ones, so cover_us needs no clearing.
  */
 #ifndef LG_CLIENT_H
 #define LG_CLIENT_H
@@ -37,6 +44,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "lg_onsale.h"
 
 #define LG_PHASE_MAX 64 /* bookings per phase: bits of lg_conn.seen */
 
@@ -91,6 +100,9 @@ struct lg_stats {
     _Atomic uint64_t prog_frames;  /* phase messages so far */
     _Atomic uint64_t prog_updates; /* distinct seat_updates so far */
     _Atomic uint64_t prog_created; /* booking_created so far */
+    _Atomic uint64_t prog_final;   /* onsale: connections whose seat_update
+                                      showed the last booking */
+    _Atomic uint64_t prog_bookings; /* onsale: sum of "bookings" so far */
     /* connect */
     uint32_t opened, failed, dropped;
     uint64_t fails[LG_FR_COUNT];
@@ -103,6 +115,7 @@ struct lg_stats {
     uint64_t frames, updates, created, dups, reordered, unexpected;
     int64_t last_ns; /* receive time of the last phase message */
     double cpu_s;    /* this client's CPU over the phase */
+    struct lg_onsale_tally os; /* onsale mode (unexpected above) */
 };
 
 /* Commands and the phase's parameters, written by the parent. */
@@ -129,6 +142,8 @@ struct lg_opts {
     double settle;
     double hs_timeout;
     double drain_timeout;
+    uint32_t onsale_bookings; /* onsale mode: K > 0 (one event) */
+    double onsale_rate;       /* its bookings per second, 0: at once */
     uint16_t port;
 };
 
@@ -149,6 +164,9 @@ struct lg {
     uint32_t *ev_count;     /* [nevents] bookings of the event in phase */
     uint32_t *ev_first;     /* [nevents] phase index of its first one */
     int64_t *ev_base;       /* [nevents] seats before the phase */
+    /* onsale mode only (NULL otherwise) */
+    struct lg_onsale_conn *os; /* [o.conns] */
+    uint32_t *cover_us; /* [o.conns * o.onsale_bookings] cover times */
 };
 
 /* First connection of client k of n (client k owns [lo(k), lo(k + 1))). */

@@ -4,14 +4,17 @@
  * A bench whose client misreads frames would report the server's loss as
  * its own, or hide it: so bench-smoke first runs these table-driven cases
  * of lg_ws.c (RFC 6455 5.2 lengths, refused frames, every split of a
- * stream of frames, the JSON fields, the upgrade response).  Prints each
- * failure on stderr; returns the number of failures.
+ * stream of frames, the JSON fields, the upgrade response) and of the
+ * onsale's accounting (lg_onsale.c) over messages from a server that sends
+ * every booking and from one that merges them.  Prints each failure on
+ * stderr; returns the number of failures.
  */
 #include "lg_selftest.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "lg_onsale.h"
 #include "lg_ws.h"
 
 static void
@@ -184,7 +187,113 @@ check_json(int *fails)
           "other message type");
     check(fails, lg_json_scan(upd, 30, &m) == LG_E_JSON,
           "cut object is refused");
+    check(fails, !m.has_bookings || m.bookings == 1,
+          "no bookings field reads as 1");
     check(fails, lg_json_scan("[1]", 3, &m) == LG_E_JSON, "array is refused");
+}
+
+static void
+check_merged_json(int *fails)
+{
+    static const char merged[] =
+        "{\"type\":\"booking_created\",\"eventId\":123,"
+        "\"availableSeats\":40,\"bookings\":4,\"timestamp\":\"t\"}";
+    static const char cancelled[] =
+        "{\"type\":\"booking_cancelled\",\"eventId\":123,"
+        "\"availableSeats\":45,\"bookings\":12,\"timestamp\":\"t\"}";
+    static const char single[] =
+        "{\"type\":\"booking_created\",\"eventId\":123,"
+        "\"availableSeats\":44,\"timestamp\":\"t\"}";
+    static const char text[] = "{\"type\":\"booking_created\","
+                               "\"availableSeats\":44,\"bookings\":\"4\"}";
+    struct lg_msg m;
+
+    check(fails,
+          lg_json_scan(merged, sizeof(merged) - 1, &m) == 0 &&
+              m.type == LG_MSG_BOOKING_CREATED && m.available == 40 &&
+              m.has_bookings && m.bookings == 4,
+          "merged booking_created: bookings 4");
+    check(fails,
+          lg_json_scan(cancelled, sizeof(cancelled) - 1, &m) == 0 &&
+              m.type == LG_MSG_BOOKING_CANCELLED && m.available == 45 &&
+              m.has_bookings && m.bookings == 12,
+          "merged booking_cancelled: bookings 12");
+    check(fails,
+          lg_json_scan(single, sizeof(single) - 1, &m) == 0 &&
+              !m.has_bookings && m.bookings == 1,
+          "booking_created without bookings stands for 1");
+    check(fails,
+          lg_json_scan(text, sizeof(text) - 1, &m) == 0 && m.has_bookings &&
+              m.bookings == 0,
+          "bookings that is not an integer reads as 0");
+}
+
+/* Feeds connection o a message of type `type` showing index j (bookings
+ * n, 0: no field) at time t. */
+static void
+feed(struct lg_onsale_conn *o, uint32_t *cover, enum lg_msg_type type,
+     int64_t j, int64_t n, uint32_t t, struct lg_onsale_tally *c)
+{
+    struct lg_msg m = {.type = type,
+                       .available = 100 - 1 - j,
+                       .bookings = n > 0 ? n : 1,
+                       .has_event = true,
+                       .has_available = true,
+                       .has_bookings = n > 0};
+
+    lg_onsale_apply(o, cover, j, 4, &m, t, c);
+}
+
+static void
+check_onsale(int *fails)
+{
+    struct lg_onsale_conn o;
+    struct lg_onsale_tally c;
+    uint32_t cover[5];
+
+    /* today: every booking is booking_created + seat_update */
+    lg_onsale_reset(&o);
+    memset(&c, 0, sizeof(c));
+    for (int j = 0; j < 5; j++) {
+        feed(&o, cover, LG_MSG_BOOKING_CREATED, j, 0, 10u * (uint32_t)j, &c);
+        feed(&o, cover, LG_MSG_SEAT_UPDATE, j, 0, 10u * (uint32_t)j + 1, &c);
+    }
+    check(fails,
+          cover[0] == 0 && cover[2] == 20 && cover[4] == 40 && o.hi == 4 &&
+              o.upd == 4 && o.bookings == 5 && c.bookings == 5 &&
+              c.frames == 10 && c.final == 1 && c.older == 0 &&
+              c.step_bad == 0 && c.bookings_bad == 0,
+          "onsale: one message pair per booking");
+    /* merging: 0, then 1..3 as one ("bookings": 3), then 4 */
+    lg_onsale_reset(&o);
+    memset(&c, 0, sizeof(c));
+    feed(&o, cover, LG_MSG_BOOKING_CREATED, 0, 0, 1, &c);
+    feed(&o, cover, LG_MSG_SEAT_UPDATE, 0, 0, 1, &c);
+    feed(&o, cover, LG_MSG_BOOKING_CREATED, 3, 3, 5, &c);
+    feed(&o, cover, LG_MSG_SEAT_UPDATE, 3, 0, 6, &c);
+    feed(&o, cover, LG_MSG_BOOKING_CREATED, 4, 0, 9, &c);
+    feed(&o, cover, LG_MSG_SEAT_UPDATE, 4, 0, 9, &c);
+    check(fails,
+          cover[0] == 1 && cover[1] == 5 && cover[2] == 5 && cover[3] == 5 &&
+              cover[4] == 9 && o.bookings == 5 && o.upd == 4 &&
+              c.final == 1 && c.older == 0 && c.step_bad == 0 &&
+              c.bookings_bad == 0,
+          "onsale: a merged booking_created covers the counts it skips");
+    /* faults: an older count, a wrong step, "bookings": 1 */
+    lg_onsale_reset(&o);
+    memset(&c, 0, sizeof(c));
+    feed(&o, cover, LG_MSG_SEAT_UPDATE, 3, 0, 7, &c);
+    feed(&o, cover, LG_MSG_SEAT_UPDATE, 2, 0, 8, &c);
+    check(fails,
+          c.older == 1 && o.hi == 3 && o.upd == 2 && cover[0] == 7 &&
+              cover[3] == 7,
+          "onsale: an older count after a newer one");
+    feed(&o, cover, LG_MSG_BOOKING_CREATED, 2, 2, 9, &c);
+    feed(&o, cover, LG_MSG_BOOKING_CREATED, 3, 1, 9, &c);
+    check(fails,
+          c.step_bad == 1 && c.bookings_bad == 1 && o.bookings == 3 &&
+              c.final == 0,
+          "onsale: bookings that do not add up, bookings 1");
 }
 
 static void
@@ -227,6 +336,8 @@ lg_selftest(void)
     check_splits(&fails);
     check_build(&fails);
     check_json(&fails);
+    check_merged_json(&fails);
+    check_onsale(&fails);
     check_http(&fails);
     fprintf(stderr, "loadgen self-test: %s\n", fails ? "FAILED" : "ok");
     return fails;

@@ -289,6 +289,12 @@ take_field(const char *p, size_t k, size_t klen, size_t v, size_t vend,
         m->has_available = parse_int(p, v, vend, &m->available);
     } else if (key_is(p + k, klen, "eventId")) {
         m->has_event = parse_int(p, v, vend, &m->event_id);
+    } else if (key_is(p + k, klen, "bookings")) {
+        /* present but not an integer: 0, which no merge stands for */
+        m->has_bookings = true;
+        if (!parse_int(p, v, vend, &m->bookings)) {
+            m->bookings = 0;
+        }
     }
 }
 
@@ -298,6 +304,7 @@ lg_json_scan(const char *p, size_t len, struct lg_msg *m)
     size_t i = skip_ws(p, 0, len);
 
     memset(m, 0, sizeof(*m));
+    m->bookings = 1;
     if (i >= len || p[i] != '{') {
         return LG_E_JSON;
     }

@@ -11,10 +11,12 @@
  *   Server frames are never masked (RFC 6455 5.1): a masked one, an RSV
  *   bit, a reserved opcode or a non-minimal length is an error.
  * - lg_ws_frame_build() writes a masked client frame (pong, close).
- * - lg_json_scan() reads "type", "eventId" and "availableSeats" from the
- *   top level of a server message without a JSON library: keys are
- *   compared, other values skipped (strings with escapes, nested
- *   objects and arrays, numbers, literals).
+ * - lg_json_scan() reads "type", "eventId", "availableSeats" and
+ *   "bookings" (how many bookings a merged booking_created or
+ *   booking_cancelled stands for, SPEC 4 "Surges") from the top level of
+ *   a server message without a JSON library: keys are compared, other
+ *   values skipped (strings with escapes, nested objects and arrays,
+ *   numbers, literals).
  */
 #ifndef LG_WS_H
 #define LG_WS_H
@@ -72,9 +74,11 @@ enum lg_msg_type {
 struct lg_msg {
     int64_t event_id;
     int64_t available;
+    int64_t bookings; /* "bookings" (absent: 1; not an integer: 0) */
     enum lg_msg_type type;
     bool has_event;
     bool has_available;
+    bool has_bookings;
 };
 
 /*

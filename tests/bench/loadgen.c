@@ -14,6 +14,10 @@
  *   idle     --settle seconds, then the server's Pss is read again;
  *   burst    --burst bookings committed as fast as one session can;
  *   paced    --paced-rate bookings per second for --paced-seconds.
+ * or, with --onsale-bookings K (one event), instead of burst and paced:
+ *   onsale   K bookings at --onsale-rate per second, measuring freshness:
+ *            for each booking and client, commit to the first message
+ *            showing that count or a newer one (counts may be skipped).
  *
  * NOTES
  *
@@ -91,6 +95,38 @@ struct phase {
     char err[256];       /* booking error, "" if none */
 };
 
+/* Freshness histogram: 100 us buckets up to FRESH_BUCKETS / 10 ms; the
+ * last bucket also holds everything later (max is exact). */
+#define FRESH_BUCKET_NS 100000
+#define FRESH_BUCKETS 1200000 /* 120 s */
+
+/* The onsale phase's figures (--onsale-bookings). */
+struct onsale {
+    uint32_t count;     /* bookings asked */
+    uint32_t committed; /* bookings committed */
+    double rate;        /* per second, 0: as fast as possible */
+    int64_t origin_ns;  /* CLOCK_MONOTONIC origin of the phase */
+    int64_t *commit_ns; /* [count] owned: COMMIT returned, since origin */
+    int64_t base;       /* seats before the phase */
+    int64_t final_seats; /* the database's seats after it, -1 unknown */
+    uint32_t conns;      /* connections subscribed when it began */
+    uint32_t dropped;    /* connections lost during the phase */
+    struct lg_onsale_tally tally; /* the clients' counts, added up */
+    uint64_t unexpected;
+    uint32_t final_ok;    /* connections whose last seat_update = database */
+    uint32_t sum_ok;      /* connections whose "bookings" add up to committed */
+    uint64_t pairs;       /* connections x committed bookings */
+    uint64_t covered;     /* pairs shown by some message */
+    uint64_t negative;    /* covered before COMMIT returned (counted as 0) */
+    double fresh_ms[5];   /* p50 p90 p99 p99.9 max */
+    double fresh_mean_ms;
+    int64_t last_ns;     /* receive time of the last phase message */
+    uint64_t cpu_ticks;  /* server utime + stime over the phase */
+    uint64_t run_ns;     /* the same from schedstat, in ns */
+    double client_cpu_s; /* the client processes */
+    char err[256];       /* booking error, "" if none */
+};
+
 struct run {
     struct lg lg;      /* what the clients inherit */
     pid_t *pids;       /* [nprocs] owned: the clients */
@@ -102,8 +138,11 @@ struct run {
     struct lg_proc_sample m0, m1;
     struct totals t;
     struct phase burst, paced;
+    struct onsale os; /* --onsale-bookings only */
     bool db_ok;
 };
+
+static int read_seats(struct run *r);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -214,6 +253,19 @@ map_shared(struct lg *lg)
     lg->ev_count = shared_map(m * sizeof(*lg->ev_count));
     lg->ev_first = shared_map(m * sizeof(*lg->ev_first));
     lg->ev_base = shared_map(m * sizeof(*lg->ev_base));
+    if (lg->o.onsale_bookings > 0) {
+        /* pages are touched only as bookings are covered */
+        lg->os = shared_map(n * sizeof(*lg->os));
+        lg->cover_us =
+            shared_map(n * lg->o.onsale_bookings * sizeof(*lg->cover_us));
+        if (!lg->os || !lg->cover_us) {
+            fprintf(stderr, "loadgen: could not map %zu MiB for the onsale: "
+                    "%s\n",
+                    n * lg->o.onsale_bookings * sizeof(*lg->cover_us) >> 20,
+                    strerror(errno));
+            return -1;
+        }
+    }
     if (!lg->ctl || !lg->stats || !lg->conns || !lg->hs_us || !lg->lat_us ||
         !lg->ev_count || !lg->ev_first || !lg->ev_base) {
         fprintf(stderr, "loadgen: could not map shared memory: %s\n",
@@ -237,6 +289,10 @@ unmap_shared(struct lg *lg)
     munmap(lg->ev_count, m * sizeof(*lg->ev_count));
     munmap(lg->ev_first, m * sizeof(*lg->ev_first));
     munmap(lg->ev_base, m * sizeof(*lg->ev_base));
+    if (lg->o.onsale_bookings > 0) {
+        munmap(lg->os, n * sizeof(*lg->os));
+        munmap(lg->cover_us, n * lg->o.onsale_bookings * sizeof(*lg->cover_us));
+    }
 }
 
 static int
@@ -635,6 +691,226 @@ run_phase(struct run *r, struct phase *ph, const char *name, uint32_t count,
 }
 
 /* ------------------------------------------------------------------ */
+/* Onsale                                                               */
+
+/* Waits until every subscriber's seat_update shows the last booking and
+ * the "bookings" add up, or nothing came for --drain-timeout; -1 if a
+ * client died. */
+static int
+onsale_drain(struct run *r, struct onsale *os)
+{
+    uint64_t last_frames = UINT64_MAX;
+    int64_t quiet_since = mono_ns();
+
+    for (;;) {
+        uint64_t frames = 0, final = 0, bookings = 0;
+        int64_t now = mono_ns();
+
+        for (uint32_t k = 0; k < r->lg.nprocs; k++) {
+            struct lg_stats *st = &r->lg.stats[k];
+
+            frames +=
+                atomic_load_explicit(&st->prog_frames, memory_order_relaxed);
+            final +=
+                atomic_load_explicit(&st->prog_final, memory_order_relaxed);
+            bookings +=
+                atomic_load_explicit(&st->prog_bookings, memory_order_relaxed);
+        }
+        if (os->committed == os->count && final >= os->conns &&
+            bookings >= (uint64_t)os->conns * os->committed) {
+            return 0;
+        }
+        if (frames != last_frames) {
+            last_frames = frames;
+            quiet_since = now;
+        } else if (now - quiet_since > (int64_t)(r->lg.o.drain_timeout * 1e9)) {
+            return 0;
+        }
+        if (!clients_alive(r)) {
+            return -1;
+        }
+        sleep_ms(1);
+    }
+}
+
+/* Adds up the clients' onsale figures. */
+static void
+onsale_add(struct run *r, struct onsale *os)
+{
+    for (uint32_t k = 0; k < r->lg.nprocs; k++) {
+        const struct lg_stats *st = &r->lg.stats[k];
+
+        const struct lg_onsale_tally *c = &st->os;
+
+        os->tally.frames += c->frames;
+        os->tally.updates += c->updates;
+        os->tally.created += c->created;
+        os->tally.cancelled += c->cancelled;
+        os->tally.final += c->final;
+        os->tally.older += c->older;
+        os->tally.bookings += c->bookings;
+        os->tally.bookings_bad += c->bookings_bad;
+        os->tally.step_bad += c->step_bad;
+        os->unexpected += st->unexpected;
+        os->client_cpu_s += st->cpu_s;
+        if (st->last_ns > os->last_ns) {
+            os->last_ns = st->last_ns;
+        }
+    }
+}
+
+/* Value at nearest rank q (0..1) of the histogram: the upper edge of its
+ * bucket, in ms, no more than the exact max. */
+static double
+hist_rank(const uint64_t *hist, uint64_t total, double q, double max_ms)
+{
+    uint64_t want = (uint64_t)(q * (double)total + 0.999999), seen = 0;
+    double ms = max_ms;
+
+    if (want == 0) {
+        want = 1;
+    }
+    for (size_t b = 0; b < FRESH_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= want) {
+            ms = (double)(b + 1) * FRESH_BUCKET_NS / 1e6;
+            break;
+        }
+    }
+    return ms < max_ms ? ms : max_ms;
+}
+
+/* Per connection: final count, "bookings" sum; per (connection, booking)
+ * covered: freshness = cover time - commit time, into a histogram. */
+static void
+onsale_freshness(struct run *r, struct onsale *os)
+{
+    const struct lg *lg = &r->lg;
+    uint64_t *hist = calloc(FRESH_BUCKETS, sizeof(*hist));
+    int64_t final_idx = os->final_seats >= 0 ? os->base - 1 - os->final_seats
+                                             : (int64_t)os->committed - 1;
+    int64_t max_ns = 0;
+    double sum_ms = 0;
+
+    if (hist == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < lg->o.conns; i++) {
+        const struct lg_onsale_conn *o = &lg->os[i];
+        const uint32_t *cover = lg->cover_us + (size_t)i * lg->o.onsale_bookings;
+        int64_t hi = o->hi < (int32_t)os->committed ? o->hi
+                                                     : (int64_t)os->committed - 1;
+
+        if ((lg->conns[i].flags & LG_CF_PHASE) == 0) {
+            continue;
+        }
+        os->final_ok += o->upd == final_idx;
+        os->sum_ok += o->bookings == os->committed;
+        os->pairs += os->committed;
+        for (int64_t b = 0; b <= hi; b++) {
+            int64_t d = (int64_t)cover[b] * 1000 - os->commit_ns[b];
+            size_t bucket;
+
+            if (d < 0) {
+                os->negative++;
+                d = 0;
+            }
+            bucket = (size_t)(d / FRESH_BUCKET_NS);
+            hist[bucket < FRESH_BUCKETS ? bucket : FRESH_BUCKETS - 1]++;
+            max_ns = d > max_ns ? d : max_ns;
+            sum_ms += (double)d / 1e6;
+            os->covered++;
+        }
+    }
+    if (os->covered > 0) {
+        static const double q[4] = {0.50, 0.90, 0.99, 0.999};
+
+        os->fresh_ms[4] = (double)max_ns / 1e6;
+        for (int k = 0; k < 4; k++) {
+            os->fresh_ms[k] = hist_rank(hist, os->covered, q[k], os->fresh_ms[4]);
+        }
+        os->fresh_mean_ms = sum_ms / (double)os->covered;
+    }
+    free(hist);
+}
+
+/* The database's seats of the (only) event after the phase, or -1. */
+static int64_t
+onsale_db_seats(struct run *r)
+{
+    int64_t mine = r->ev_seats[0], db;
+
+    if (read_seats(r) != 0) {
+        r->ev_seats[0] = mine;
+        return -1;
+    }
+    db = r->ev_seats[0];
+    r->ev_seats[0] = mine;
+    return db;
+}
+
+/* The onsale: one phase of K bookings on the event at --onsale-rate;
+ * 0, or -1 if it could not run. */
+static int
+run_onsale(struct run *r)
+{
+    struct onsale *os = &r->os;
+    struct lg *lg = &r->lg;
+    struct lg_proc_sample s0, s1;
+    uint32_t dropped0 = r->t.dropped;
+    struct lg_book b = {.pg = r->pg,
+                        .first_event = lg->o.first_event,
+                        .nevents = 1,
+                        .first_booking = r->booked,
+                        .autocommit = true};
+
+    os->count = lg->o.onsale_bookings;
+    os->rate = lg->o.onsale_rate;
+    os->final_seats = -1;
+    os->commit_ns = calloc(os->count, sizeof(*os->commit_ns));
+    if (os->commit_ns == NULL) {
+        return -1;
+    }
+    lg->ev_count[0] = os->count;
+    lg->ev_first[0] = 0;
+    lg->ev_base[0] = os->base = r->ev_seats[0];
+    lg->ctl->phase_origin_ns = os->origin_ns = mono_ns();
+    if (wait_done(r, command(r, LG_CMD_BEGIN)) != 0 ||
+        lg_proc_sample(lg->o.server_pid, &s0) != 0) {
+        return -1;
+    }
+    for (uint32_t i = 0; i < lg->o.conns; i++) {
+        os->conns += (lg->conns[i].flags & LG_CF_PHASE) != 0;
+    }
+    fprintf(stderr, "loadgen: onsale: %u bookings at %g/s to %u connections\n",
+            os->count, os->rate, os->conns);
+    b.count = os->count;
+    b.rate = os->rate;
+    b.origin_ns = os->origin_ns;
+    b.commit_ns = os->commit_ns;
+    os->committed = lg_book_run(&b);
+    memcpy(os->err, b.err, sizeof(os->err));
+    if (os->err[0] != '\0') {
+        fprintf(stderr, "loadgen: onsale: %s", os->err);
+    }
+    if (onsale_drain(r, os) != 0 || wait_done(r, command(r, LG_CMD_END)) != 0) {
+        return -1;
+    }
+    if (lg_proc_sample(lg->o.server_pid, &s1) == 0) {
+        os->cpu_ticks = s1.cpu_ticks - s0.cpu_ticks;
+        os->run_ns = s1.run_ns - s0.run_ns;
+    }
+    add_totals(r);
+    os->dropped = r->t.dropped - dropped0;
+    os->final_seats = onsale_db_seats(r);
+    onsale_add(r, os);
+    onsale_freshness(r, os);
+    r->ev_seats[0] -= os->committed;
+    r->booked += os->committed;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Report                                                               */
 
 /* A JSON string without the characters that would need escapes. */
@@ -728,14 +1004,66 @@ print_connect(const struct run *r, FILE *out)
 }
 
 static void
+print_onsale(const struct onsale *os, FILE *out)
+{
+    double commit_s = os->committed > 0
+                          ? (double)os->commit_ns[os->committed - 1] / 1e9
+                          : 0;
+    int64_t span = os->committed > 0 ? os->last_ns - os->origin_ns : 0;
+    double cpu_ns = (double)os->cpu_ticks * (double)lg_proc_tick_ns();
+
+    fprintf(out,
+            "\"onsale\":{\"bookings\":%u,\"committed\":%u,\"rate\":%.3f,"
+            "\"commit_seconds\":%.6f,\"commit_rate\":%.1f,"
+            "\"connections\":%u,\"dropped\":%u,"
+            "\"seats_before\":%" PRId64 ",\"final_seats\":%" PRId64 ","
+            "\"final_count_subscribers\":%u,",
+            os->count, os->committed, os->rate, commit_s,
+            commit_s > 0 ? (os->committed - 1) / commit_s : 0, os->conns,
+            os->dropped, os->base, os->final_seats, os->final_ok);
+    fprintf(out,
+            "\"bookings_sum\":%" PRIu64 ",\"bookings_expected\":%" PRIu64
+            ",\"bookings_sum_subscribers\":%u,\"bookings_field_bad\":%" PRIu64
+            ",\"bookings_step_bad\":%" PRIu64 ",\"older_after_newer\":%" PRIu64
+            ",\"pairs\":%" PRIu64 ",\"covered\":%" PRIu64
+            ",\"missing\":%" PRIu64 ",",
+            os->tally.bookings, (uint64_t)os->conns * os->committed, os->sum_ok,
+            os->tally.bookings_bad, os->tally.step_bad, os->tally.older,
+            os->pairs, os->covered,
+            os->pairs - os->covered);
+    fprintf(out,
+            "\"freshness_ms\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+            "\"p999\":%.1f,\"max\":%.3f,\"mean\":%.1f},"
+            "\"negative_freshness\":%" PRIu64 ",",
+            os->fresh_ms[0], os->fresh_ms[1], os->fresh_ms[2], os->fresh_ms[3],
+            os->fresh_ms[4], os->fresh_mean_ms, os->negative);
+    fprintf(out,
+            "\"messages\":%" PRIu64 ",\"seat_updates\":%" PRIu64
+            ",\"booking_created\":%" PRIu64 ",\"booking_cancelled\":%" PRIu64
+            ",\"unexpected\":%" PRIu64 ",\"seconds\":%.6f,"
+            "\"server_cpu_ms\":%.1f,\"server_schedstat_ms\":%.3f,"
+            "\"client_cpu_ms\":%.1f,\"error\":",
+            os->tally.frames, os->tally.updates, os->tally.created,
+            os->tally.cancelled, os->unexpected,
+            span > 0 ? (double)span / 1e9 : 0, cpu_ns / 1e6,
+            (double)os->run_ns / 1e6, os->client_cpu_s * 1e3);
+    put_json_text(out, os->err);
+    fputc('}', out);
+}
+
+static void
 print_report(const struct run *r, FILE *out)
 {
     const struct totals *t = &r->t;
 
     print_connect(r, out);
-    print_phase(&r->burst, out);
-    fputc(',', out);
-    print_phase(&r->paced, out);
+    if (r->lg.o.onsale_bookings > 0) {
+        print_onsale(&r->os, out);
+    } else {
+        print_phase(&r->burst, out);
+        fputc(',', out);
+        print_phase(&r->paced, out);
+    }
     fprintf(out,
             ",\"dropped\":%u,\"snapshot_bad\":%" PRIu64 ",\"stray\":%" PRIu64
             ",\"errors_received\":%" PRIu64 ",\"pongs\":%" PRIu64
@@ -765,6 +1093,8 @@ usage(void)
             "[--paced-seconds 5]\n"
             "               [--settle 1] [--handshake-timeout 10] "
             "[--drain-timeout 5]\n"
+            "               [--onsale-bookings K [--onsale-rate R]]  "
+            "(one event; no burst, no paced)\n"
             "       loadgen --self-test\n");
     exit(2);
 }
@@ -804,6 +1134,8 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         {"settle", required_argument, NULL, 'z'},
         {"handshake-timeout", required_argument, NULL, 'H'},
         {"drain-timeout", required_argument, NULL, 'D'},
+        {"onsale-bookings", required_argument, NULL, 'K'},
+        {"onsale-rate", required_argument, NULL, 'O'},
         {"self-test", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -872,6 +1204,13 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         case 'D':
             o->drain_timeout = num_arg("drain-timeout", optarg, 0.1, 3600);
             break;
+        case 'K':
+            o->onsale_bookings =
+                (uint32_t)num_arg("onsale-bookings", optarg, 0, 1000000);
+            break;
+        case 'O':
+            o->onsale_rate = num_arg("onsale-rate", optarg, 0, 100000);
+            break;
         case 'T':
             exit(lg_selftest() == 0 ? 0 : 1);
         default:
@@ -881,6 +1220,10 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
     if (optind != argc || o->port == 0 || o->token_file == NULL ||
         o->database == NULL || o->server_pid == 0) {
         usage();
+    }
+    if (o->onsale_bookings > 0 && o->nevents != 1) {
+        fprintf(stderr, "loadgen: an onsale is on one event (--events 1)\n");
+        exit(2);
     }
     if (o->paced_rate * o->paced_seconds > LG_PHASE_MAX) {
         fprintf(stderr, "loadgen: at most %d paced bookings\n", LG_PHASE_MAX);
@@ -1012,6 +1355,7 @@ run_fini(struct run *r)
     PQfinish(r->pg);
     stop_clients(r);
     unmap_shared(&r->lg);
+    free(r->os.commit_ns);
     free(r->ev_seats);
     free(r->pids);
     free(r->lg.token);
@@ -1036,8 +1380,14 @@ run_all(struct run *r)
     fprintf(stderr, "loadgen: %u open, %u failed in %.2f s\n", r->t.opened,
             r->t.failed, (double)(r->t.hs_end_ns - r->t.hs_start_ns) / 1e9);
     sleep_ms((int)(r->lg.o.settle * 1000));
-    if (!clients_alive(r) || lg_proc_sample(r->lg.o.server_pid, &r->m1) != 0 ||
-        run_phase(r, &r->burst, "burst", r->lg.o.burst, 0) != 0 ||
+    if (!clients_alive(r) || lg_proc_sample(r->lg.o.server_pid, &r->m1) != 0) {
+        return -1;
+    }
+    if (r->lg.o.onsale_bookings > 0) {
+        if (run_onsale(r) != 0) {
+            return -1;
+        }
+    } else if (run_phase(r, &r->burst, "burst", r->lg.o.burst, 0) != 0 ||
         run_phase(r, &r->paced, "paced", paced, r->lg.o.paced_rate) != 0) {
         return -1;
     }
