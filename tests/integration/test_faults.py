@@ -805,6 +805,84 @@ def test_reading_clients_get_every_seat_update_after_a_worker_stall(
     asyncio.run(body())
 
 
+RING_SLOTS = 4096  # SC_SHM_RING_SLOTS, shm/sc_shm.h
+
+
+@pytest.mark.deadline(120)
+def test_worker_behind_the_ring_resyncs_its_subscribers(db, make_server):
+    """SPEC 5 / shm/sc_shm.h: a worker that falls more than the ring's
+    4096 slots behind resynchronises its events from the event table.
+    One worker is SIGSTOPped while 5000 bookings (one INSERT, 5000
+    notifications) pass through the ring, then SIGCONTed: its subscribers
+    must get a seat_update with the database's final count, the other
+    worker's subscribers the full stream, and the worker's resyncs
+    counter (stats and /metrics) must move."""
+    cap = 20000
+    n = RING_SLOTS + 904
+    event = db.event(cap)
+    srv = db_server(db, make_server, workers=2)
+    token = srv.token(sub="behind")
+
+    async def body():
+        clients = await open_clients(srv, 6, "/ws/events/%d" % event, token)
+        try:
+            await asyncio.gather(*(c.wait_for(
+                lambda ms: seats_of(ms, "seat_update", event), 10,
+                "the first seat_update") for c in clients))
+            where = workers_of(srv, clients)
+            assert sorted(set(where)) == [0, 1], where
+            st = srv.stats()
+            stopped = st["workers"][0]["pid"]
+            resyncs0 = st["workers"][0]["resyncs"]
+            m_before = metrics(srv)["seatcast_ring_resyncs_total"]
+            head = st["totals"]["ring_head"]
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                db.psql("INSERT INTO bookings (event_id, user_id, seats) "
+                        "SELECT %d, 1, 1 FROM generate_series(1, %d)"
+                        % (event, n))
+                wait_for(stats_where(srv, lambda s: s["totals"]["ring_head"]
+                                     >= head + n), 30,
+                         "%d changes in the ring" % n)
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            final = db.available(event)
+            assert final == cap - n
+            await asyncio.gather(*(c.wait_for(
+                lambda ms: seats_of(ms, "seat_update", event)[-1:] ==
+                [final], 30, "the final seat_update %d" % final)
+                for c in clients))
+            st = srv.stats()
+            behind = [c for c, w in zip(clients, where) if w == 0]
+            ahead = [c for c, w in zip(clients, where) if w == 1]
+            got_behind = [len(seats_of(all_msgs(c), "booking_created",
+                                       event)) for c in behind]
+            print("worker 0 stopped while %d bookings passed a ring of %d "
+                  "slots: its %d subscribers got %s booking_created and "
+                  "then the resync seat_update %d; worker 0 resyncs %d -> "
+                  "%d" % (n, RING_SLOTS, len(behind), got_behind, final,
+                          resyncs0, st["workers"][0]["resyncs"]))
+            assert st["workers"][0]["pid"] == stopped
+            assert st["workers"][0]["resyncs"] == resyncs0 + 1
+            assert st["workers"][1]["resyncs"] == 0
+            assert metrics(srv)["seatcast_ring_resyncs_total"] == \
+                m_before + 1
+            assert srv.log().count("fell behind the broadcast ring") == 1
+            # stopped before the first booking, the worker found the ring
+            # overrun at its first read: one seat_update from the event
+            # table, no booking_created
+            assert got_behind == [0] * len(behind), got_behind
+            for c in behind:
+                assert seats_of(all_msgs(c), "seat_update", event) == \
+                    [cap, final], "resync() sent no seat_update"
+            for c in ahead:
+                check_full_stream(c, event, cap, final)
+        finally:
+            await close_clients(clients)
+
+    asyncio.run(body())
+
+
 # ------------------------------------------------------------------ #
 # 4. Slowloris                                                         #
 
