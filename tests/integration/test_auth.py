@@ -531,6 +531,7 @@ def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
     (debug level) holds none of them, while it names each cause."""
     good = mint(good_claims(sub="log-check", jti="jti-log-check"))
     bad = mint(good_claims(sub="log-check"), key="wrong")
+    before = strict_srv.stats()["totals"]["auth_failures"]
     ws = expect_accepted(strict_srv, token=good)
     ws.close()
     expect_accepted(strict_srv,
@@ -541,7 +542,50 @@ def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
     assert "user log-check" in log
     assert_no_token_in_log(strict_srv, [good, bad])
     st = strict_srv.stats()
-    print("auth failures counted: %r" % st["totals"].get("auth_failures"))
+    print("auth failures counted: %r (before this test's refusal: %r)"
+          % (st["totals"]["auth_failures"], before))
+    assert st["totals"]["auth_failures"] == before + 1
+
+
+def auth_failures_metric(srv):
+    status, _, body = srv.http_get("/metrics")
+    assert status == 200, status
+    m = re.search(rb"^seatcast_auth_failures_total (\d+)$", body, re.M)
+    assert m, body
+    return int(m.group(1))
+
+
+@pytest.mark.deadline(60)
+def test_auth_failures_are_counted_in_metrics(make_server):
+    """SPEC 8: every refused handshake counts once in
+    seatcast_auth_failures_total (and `seatcast stats` totals); an
+    accepted one does not."""
+    srv = make_server(workers=2)
+    assert auth_failures_metric(srv) == 0
+    assert srv.stats()["totals"]["auth_failures"] == 0
+    good = mint({"sub": "counted", "exp": now() + 600})
+    bad = mint({"sub": "counted", "exp": now() + 600}, key="wrong")
+    expired = mint({"sub": "counted", "exp": now() - 600})
+    expect_accepted(srv, token=good).close()
+    n = 0
+    for _ in range(2):
+        expect_refused(srv, "Authentication required", why="no token")
+        expect_refused(srv, "Invalid token", token=bad,
+                       why="signature mismatch")
+        expect_refused(srv, "Invalid token", token="not.a.jwt")
+        expect_refused(srv, "Invalid token", token=expired)
+        n += 4
+    wait_for(lambda: auth_failures_metric(srv) >= n, 5,
+             "%d auth failures in /metrics" % n)
+    expect_accepted(srv, token=good).close()
+    got, st = auth_failures_metric(srv), srv.stats()
+    print("%d refused handshakes: seatcast_auth_failures_total %d, stats "
+          "totals %d, per worker %s" % (
+              n, got, st["totals"]["auth_failures"],
+              [w["auth_failures"] for w in st["workers"]]))
+    assert got == n
+    assert st["totals"]["auth_failures"] == n
+    assert sum(w["auth_failures"] for w in st["workers"]) == n
 
 
 def http_raw(srv, request, timeout=5):
