@@ -1090,6 +1090,112 @@ def test_message_flood_is_rate_limited_then_closed_1008(make_server,
     assert srv.stats()["totals"]["worker_restarts"] == 0
 
 
+@pytest.mark.deadline(60)
+def test_flood_of_bad_messages_closes_only_the_flooder(make_server):
+    """The flood close with another message mix (malformed and unknown
+    messages, which cost the server an error each) and a neighbour on the
+    same worker: the flooder is closed 1008 "Rate limit exceeded", the
+    polite client of that worker keeps getting its pongs."""
+    srv = make_server(workers=1)
+    token = srv.token(sub="flood2")
+    c = RawWs.connect(srv.port, "/ws", token)
+    assert c.recv_json()["type"] == "connection_established"
+    batch = (encode_frame(OP_TEXT, b'{"type":"nonsense"}') +
+             encode_frame(OP_TEXT, b'not json') +
+             encode_frame(OP_TEXT, b'{"type":"ping"}')) * 40
+    stop = threading.Event()
+
+    def flood():
+        t_end = time.monotonic() + 8
+        while not stop.is_set() and time.monotonic() < t_end:
+            try:
+                c.sock.sendall(batch)
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    async def body():
+        polite = await Client.open(srv, token)
+        th = threading.Thread(target=flood, daemon=True)
+        th.start()
+        try:
+            loop = asyncio.get_running_loop()
+            frames = await loop.run_in_executor(
+                None, lambda: c.drain(idle=3, limit=10))
+            # the neighbour is served during and after the flood
+            for _ in range(3):
+                await client_ping(polite)
+            assert not polite.closed.is_set()
+            return frames
+        finally:
+            stop.set()
+            th.join(5)
+            await polite.close()
+
+    frames = asyncio.run(body())
+    c.close()
+    errors = [json.loads(p) for op, p in frames if op == OP_TEXT]
+    limited = sum(1 for m in errors if m.get("code") == "rate_limited")
+    print("flood of bad messages: %d frames back, %d rate_limited; close %r"
+          % (len(frames), limited, c.close_frame))
+    assert c.close_frame == (1008, "Rate limit exceeded"), c.close_frame
+    assert limited > 0
+    st = srv.stats()
+    assert st["totals"]["worker_restarts"] == 0
+    assert st["totals"]["clients"] == 0
+    assert metrics(srv)["seatcast_rate_limited_total"] >= limited
+
+
+@pytest.mark.deadline(120)
+def test_slow_consumer_closed_1008_while_readers_get_every_message(
+        db, make_server):
+    """The slow-consumer close beside a reading client: a raw client that
+    never reads, with --send-buffer-limit 65536, while 10 000 bookings
+    flow, is closed 1008 "Slow consumer"; a reading subscriber of the same
+    event on the same worker gets every booking_created, in order."""
+    n = 10000
+    cap = 100000
+    event = db.event(cap)
+    srv = db_server(db, make_server, workers=1,
+                    args=["--send-buffer-limit", "65536"])
+    token = srv.token(sub="slow2")
+    slow = RawWs.connect(srv.port, "/ws/events/%d" % event, token,
+                         rcvbuf=1024)
+    try:
+        assert slow.recv_json()["type"] == "connection_established"
+
+        async def body():
+            fast = await Client.open(srv, token, path="/ws/events/%d" % event)
+            try:
+                writer = bulk_bookings(db, event, n, per_statement=100)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, finish, writer)
+                final = db.available(event)
+                await fast.wait_for(
+                    lambda ms: seats_of(ms, "seat_update", event)[-1:] ==
+                    [final], 30, "the fast client's final seat_update")
+                await async_wait_for(
+                    lambda: metrics(srv)["seatcast_slow_consumers_total"]
+                    >= 1, 15, "the slow consumer closed")
+                check_full_stream(fast, event, cap, final)
+                assert not fast.closed.is_set()
+                await client_ping(fast)
+                return final
+            finally:
+                await fast.close()
+
+        final = asyncio.run(body())
+        frames = slow.drain(idle=2, limit=60)
+        print("slow consumer beside a reader: %d frames read after the "
+              "bookings, close %r; DB %d" % (len(frames), slow.close_frame,
+                                             final))
+        assert slow.close_frame == (1008, "Slow consumer"), slow.close_frame
+        assert metrics(srv)["seatcast_slow_consumers_total"] == 1
+        assert "closing a slow consumer" in srv.log()
+    finally:
+        slow.close()
+
+
 # ------------------------------------------------------------------ #
 # 6. Registry full                                                     #
 
