@@ -323,14 +323,7 @@ def run(coro):
 
 
 def teardown_server(srv):
-    try:
-        if srv.running():
-            srv.stop(timeout=15)
-    finally:
-        srv.cleanup()
-        if srv.log_path:
-            print("---- %s (last lines) ----\n%s" % (srv.log_path,
-                                                    srv.log_tail(30)))
+    srv.finish(timeout=15)
 
 
 # ------------------------------------------------------------------ #

@@ -320,14 +320,7 @@ def module_server(tmp_path_factory, name, args, workers=2):
 
 
 def stop_server(s):
-    try:
-        if s.running():
-            s.stop(timeout=15)
-    finally:
-        s.cleanup()
-        if s.log_path:
-            print("---- %s (last lines) ----\n%s" % (s.log_path,
-                                                    s.log_tail(30)))
+    s.finish(timeout=15)
 
 
 @pytest.fixture(scope="module")
