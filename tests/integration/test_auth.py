@@ -1418,6 +1418,38 @@ def test_forwarded_for_only_from_a_trusted_proxy(make_server, trusted):
     assert "198.51.100.9" not in srv.log()
 
 
+@pytest.mark.deadline(60)
+def test_forwarded_for_over_a_unix_listener_is_trusted(make_server,
+                                                       tmp_path):
+    """man seatcast(8) LOGGING: a Unix-socket peer (only a local proxy
+    reaches it) is trusted like a --trusted-proxy: the logged address is
+    X-Forwarded-For's rightmost entry that is not a trusted proxy,
+    followed by "(via unix)"; without the header, "unix"; header text
+    that is no address is never logged."""
+    path = str(tmp_path / "xff.sock")
+    srv = make_server(workers=1, listen=["unix:" + path])
+    tok = mint({"sub": "viaunix", "exp": now() + 600})
+
+    async def connect(xff):
+        headers = [("X-Forwarded-For", xff)] if xff is not None else []
+        ws, hello = await ws_open(srv, token=tok, extra_headers=headers)
+        await ws.close()
+
+    for xff, logged in (("203.0.113.7", "203.0.113.7 (via unix)"),
+                        ("198.51.100.9, 203.0.113.8",
+                         "203.0.113.8 (via unix)"),
+                        ("2001:db8::5", "2001:db8::5 (via unix)"),
+                        (None, "unix"),
+                        ("<evil>hostname", "unix")):
+        mark = srv.log_mark()
+        run(connect(xff))
+        line = srv.wait_log(r"connected: user viaunix, from %s$"
+                            % re.escape(logged), since=mark)
+        print("X-Forwarded-For %r over unix: %s" % (xff, line.group(0)))
+    assert "198.51.100.9" not in srv.log()
+    assert "<evil>" not in srv.log()
+
+
 # ------------------------------------------------------------------ #
 # 12. seatcast token                                                   #
 
