@@ -460,10 +460,23 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
     srv = make_server(workers=2, args=["-c", str(conf)])
     tree = srv.tree_pids()
     slots = srv.child_pids()
+    big = '{"type":"ping","pad":"%s"}' % ("x" * 1000)
+
+    async def too_big_closes(ws):
+        await ws.send(big)
+        return await ws_closed(ws, 5)
 
     async def body():
         ws, _ = await ws_open(srv)
         try:
+            # a message of ~1 KB is fine under the default 16k limit
+            await ws.send(big)
+            assert (await ws_ping(ws))["type"] == "pong"
+            # a non-JWT option changed in the file before the reload
+            conf.write_text("# seatcast test configuration\n"
+                            "handshake-timeout = 30\n"
+                            "max-subscriptions = 50\n"
+                            "max-message-size = 200\n")
             mark = srv.log_mark()
             srv.send_signal(signal.SIGHUP)
             srv.wait_log(r"master\[%d\]: configuration reloaded"
@@ -473,6 +486,14 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
                 srv.log()[mark:])) == 2, 5, "both workers to reload")
             assert srv.tree_pids() == tree
             assert srv.child_pids() == slots
+            assert (await ws_ping(ws))["type"] == "pong"
+            # new connections get the new limit (two, to reach both workers):
+            # 1009 for the same message; the open one keeps its own
+            fresh = [(await ws_open(srv))[0] for _ in range(2)]
+            assert await asyncio.gather(*(too_big_closes(c)
+                                          for c in fresh)) == \
+                [(1009, "")] * 2
+            await ws.send(big)
             assert (await ws_ping(ws))["type"] == "pong"
 
             conf.write_text("this is not a configuration file\n")
@@ -486,9 +507,13 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
             ws2, _ = await ws_open(srv)
             assert (await ws_ping(ws2))["type"] == "pong"
             await ws2.close()
+            # no database: 503, and only for that (every worker is up)
             status, _, body = srv.http_get("/healthz")
-            assert status in (200, 503)
-            assert json.loads(body)["status"] in ("ok", "degraded")
+            body = json.loads(body)
+            assert (status, body["status"]) == (503, "degraded"), body
+            assert body["reasons"] == [
+                "listener not connected to PostgreSQL"], body
+            assert body["workersUp"] == 2, body
             assert srv.running()
             assert srv.tree_pids() == tree
             st = srv.stats()
@@ -614,7 +639,7 @@ def test_stats_text_and_json(make_server, tmp_path):
     p = srv.stats_raw(shm_name="/sc-test-nonexistent")
     print("stats of a missing segment: exit %d, %r" % (p.returncode,
                                                        p.stderr))
-    assert p.returncode != 0
+    assert p.returncode == 1  # man page EXIT STATUS: a run-time failure
     assert p.stdout == ""
     assert len(p.stderr.splitlines()) == 1
     assert "/sc-test-nonexistent" in p.stderr
@@ -763,9 +788,12 @@ def test_unix_listener_serves_and_is_removed_at_shutdown(make_server,
             await close_all(clients)
     asyncio.run(body())
 
+    # served over the unix socket: no database, so 503 for that alone
     status, _, body = srv.http_get("/healthz")
-    assert status in (200, 503)
-    assert json.loads(body)["status"] in ("ok", "degraded")
+    body = json.loads(body)
+    assert (status, body["status"]) == (503, "degraded"), body
+    assert body["reasons"] == ["listener not connected to PostgreSQL"]
+    assert body["workersUp"] == 2, body
     assert srv.stop() == 0
     assert not os.path.exists(path), "socket file left after shutdown"
     assert not srv.shm_exists()
@@ -946,7 +974,7 @@ def test_unix_socket_of_live_server_is_kept_and_stale_one_reused(
     assert path in p.stderr
     assert not os.path.exists(shm_path(shm))
     assert os.path.exists(path)
-    assert first.http_get("/healthz")[0] in (200, 503)
+    assert first.http_get("/healthz")[0] == 503  # no database
 
     # killed with -9, the socket file stays; the next start takes it over
     first.kill_tree()
