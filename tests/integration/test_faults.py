@@ -55,7 +55,8 @@ files together take 60-75 s here):
   registry full      --max-events 16 against 20 events.
   payloads           31 malformed NOTIFY payloads, up to 7999 bytes (the
                      most NOTIFY carries) and 3000 levels of nesting.
-  standby refusal    skipped, as the issue allows.
+  standby refusal    a cluster of its own restarted with standby.signal
+                     (in recovery, hot_standby on).
 """
 
 import asyncio
@@ -75,7 +76,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import (BookingDb, Client, PsqlSession,  # noqa: E402
                      metrics, workers_of)
-from pg import BOOKING_TEMPLATE  # noqa: E402
+from pg import BOOKING_TEMPLATE, PgCluster  # noqa: E402
 from rawws import (OP_CLOSE, OP_TEXT, RawWs, close_info,  # noqa: E402
                    encode_frame, parse_frames, ws_request)
 from server import (ROOT, async_wait_for, free_port, pid_alive,  # noqa: E402
@@ -1470,8 +1471,33 @@ def test_malformed_notify_payloads_are_logged_counted_and_harmless(
     assert healthz(srv)[0] == 200
 
 
-@pytest.mark.skip(reason="a standby needs a second cluster with streaming "
-                  "replication: too heavy to set up here (issue 7 says "
-                  "skip it)")
-def test_standby_is_refused():
-    pass
+@pytest.mark.deadline(120)
+def test_standby_is_refused(make_server, tmp_path):
+    """SPEC 7: seatcast needs the primary (a standby cannot LISTEN).  A
+    cluster restarted with standby.signal stays in recovery, read-only
+    with hot_standby on: the listener logs the refusal, keeps retrying,
+    and /healthz stays 503 "listener not connected"."""
+    pg = PgCluster(str(tmp_path))
+    try:
+        pg.start()
+        pg.psql_file(SCHEMA)
+        pg.psql_file(NOTIFY)
+        pg.stop()
+        signal_file = os.path.join(pg.datadir, "standby.signal")
+        subprocess.run(["runuser", "-u", "postgres", "--", "touch",
+                        signal_file], check=True, timeout=30)
+        pg.start()
+        assert pg.query_value("SELECT pg_is_in_recovery()") == "t"
+        srv = make_server(workers=1, database=pg.conninfo())
+        line = srv.wait_log(r"^.*the server is a standby "
+                            r"\(pg_is_in_recovery\).*$", timeout=15)
+        wait_for(lambda: srv.log().count("the server is a standby") >= 3,
+                 15, "the listener to keep retrying the standby")
+        status, body = healthz(srv)
+        print("standby: %s; /healthz %d %s" % (line.group(0), status, body))
+        assert status == 503 and body["status"] == "degraded", body
+        assert body["reasons"] == ["listener not connected to PostgreSQL"]
+        assert srv.stats()["listener"]["database"] != "connected"
+        assert srv.stats()["totals"]["listener_restarts"] == 0
+    finally:
+        pg.cleanup()
