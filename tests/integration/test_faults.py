@@ -1501,3 +1501,113 @@ def test_standby_is_refused(make_server, tmp_path):
         assert srv.stats()["totals"]["listener_restarts"] == 0
     finally:
         pg.cleanup()
+
+
+class NotificationDroppingProxy:
+    """A TCP proxy in front of PostgreSQL that forwards everything but
+    the server's NotificationResponse messages ('A'): a stand-in for a
+    pooler that does not pass LISTEN/NOTIFY through (a transaction-mode
+    pgbouncer hands the session to other clients between transactions).
+    Clients must connect with sslmode=disable (messages are parsed)."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.dropped = 0
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.target)
+            self.conns += [c, u]
+            threading.Thread(target=self._raw, args=(c, u),
+                             daemon=True).start()
+            threading.Thread(target=self._filter, args=(u, c),
+                             daemon=True).start()
+
+    @staticmethod
+    def _raw(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _filter(self, src, dst):
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while len(buf) >= 5:
+                    n = int.from_bytes(buf[1:5], "big") + 1
+                    if len(buf) < n:
+                        break
+                    msg, buf = buf[:n], buf[n:]
+                    if msg[:1] == b"A":
+                        self.dropped += 1
+                    else:
+                        out += msg
+                if out:
+                    dst.sendall(out)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.deadline(90)
+def test_listen_probe_names_a_path_that_loses_notifications(db, make_server):
+    """The LISTEN round-trip probe (listener.c: LISTEN and NOTIFY a
+    channel of its own, wait 5 s for the notification) guards against a
+    pooler that does not carry notifications: through a proxy that drops
+    them, the listener never reports connected, logs the suspected
+    pooler, retries, and /healthz stays 503."""
+    proxy = NotificationDroppingProxy(db.cluster.port)
+    try:
+        conninfo = "host=127.0.0.1 port=%d dbname=%s user=postgres " \
+            "sslmode=disable" % (proxy.port, db.name)
+        srv = make_server(workers=1, database=conninfo)
+        line = srv.wait_log(r"^.*LISTEN/NOTIFY round trip did not complete "
+                            r"in 5 s: is a transaction-mode pooler between "
+                            r"seatcast and PostgreSQL\?.*$", timeout=20)
+        status, body = healthz(srv)
+        print("notifications dropped by the proxy: %d; %s; /healthz %d %s"
+              % (proxy.dropped, line.group(0), status, body))
+        assert proxy.dropped >= 1
+        assert status == 503, body
+        assert body["reasons"] == ["listener not connected to PostgreSQL"]
+        assert "listening for notifications" not in srv.log()
+        assert srv.stats()["listener"]["database"] != "connected"
+    finally:
+        proxy.close()
