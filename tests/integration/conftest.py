@@ -6,7 +6,11 @@
                     started Seatcast (start=False: not started); at teardown
                     every server made is stopped and its whole process tree
                     killed, its stale segment and socket file removed, and
-                    its log tail printed (shown by pytest for failures)
+                    its log tail printed (shown by pytest for failures);
+                    teardown fails the test if any log of the server (every
+                    start, also after a crash or a kill) holds a sanitizer
+                    report, or if stop() had to SIGKILL a master that
+                    ignored SIGTERM (a test's own SIGKILL is no fault)
 
 Every test is bounded in time: @pytest.mark.deadline(SECONDS) (default
 DEFAULT_DEADLINE) arms SIGALRM, and a test still running then fails; the
@@ -95,6 +99,16 @@ def make_server(tmp_path, seatcast_bin):
             srv.cleanup()
         except Exception as e:
             problems.append("cleanup %s: %r" % (srv.shm_name, e))
+        # every log, on every exit path (a master that crashed or was
+        # killed mid-test never went through stop())
+        try:
+            srv.check_all_logs()
+        except Exception as e:
+            problems.append(str(e))
+        if srv.needed_kill:
+            problems.append("seatcast master %s of %s did not exit on "
+                            "SIGTERM: stop() had to SIGKILL it" % (
+                                srv.master_pid, srv.shm_name))
         if srv.log_path:
             print("---- %s (last lines) ----\n%s" % (srv.log_path,
                                                     srv.log_tail(30)))

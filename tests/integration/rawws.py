@@ -117,11 +117,17 @@ def parse_frames(buf):
 
 
 def close_info(payload):
-    """(code, reason) of a close frame's payload; (None, "") if empty."""
+    """(code, reason) of a close frame's payload; (None, "") if empty.
+    A reason that is not UTF-8 (RFC 6455 7.1.6) fails the test: the
+    server must never send one."""
     if len(payload) < 2:
         return None, ""
-    return struct.unpack("!H", payload[:2])[0], payload[2:].decode(
-        "utf-8", "replace")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WsError("the server sent a close reason that is not UTF-8: "
+                      "%r (%s)" % (payload[2:], e)) from None
+    return struct.unpack("!H", payload[:2])[0], reason
 
 
 class WsError(AssertionError):

@@ -309,6 +309,8 @@ class Seatcast:
         self.binary = binary or seatcast_bin()
         self.proc = None
         self.log_path = None
+        self.log_paths = []  # every start's log, for check_all_logs()
+        self.needed_kill = False  # stop() had to SIGKILL after its signal
         self._log_offset = 0
         self._seen = {}  # pid -> starttime of every tree process seen
         self.returncode = None
@@ -376,6 +378,7 @@ class Seatcast:
             n += 1
             path = "%s-%d.log" % (base, n)
         self.log_path = path
+        self.log_paths.append(path)
         self._log_offset = 0
         self.returncode = None
         with open(path, "ab") as log:
@@ -440,6 +443,7 @@ class Seatcast:
                 print("seatcast master %d did not exit within %s s after "
                       "signal %d: killing the tree" % (
                           self.proc.pid, timeout, sig), file=sys.stderr)
+                self.needed_kill = True
                 self.kill_tree()
         self.returncode = self.proc.returncode
         self.check_sanitizers()
@@ -456,11 +460,26 @@ class Seatcast:
             text = self.log()
         except OSError:
             return
+        self._scan(self.log_path, text)
+
+    def check_all_logs(self):
+        """check_sanitizers() over the whole of every log this server
+        wrote (every start), whatever way it ended: teardown runs it also
+        for a master that crashed, aborted or was killed mid-test."""
+        for path in self.log_paths:
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            self._scan(path, text)
+
+    def _scan(self, path, text):
         for mark in self.SANITIZER_MARKS:
             i = text.find(mark)
             if i >= 0:
                 raise SeatcastError("sanitizer report in %s:\n%s" % (
-                    self.log_path, text[max(0, i - 200):i + 3000]))
+                    path, text[max(0, i - 200):i + 3000]))
 
     def _remember(self, pid):
         info = proc_info(pid)
@@ -536,6 +555,24 @@ class Seatcast:
                 pass
         return leftovers
 
+    def finish(self, timeout=15):
+        """Teardown of a server made outside make_server (module
+        fixtures): stop (SIGTERM) if it runs, cleanup(), print the log
+        tail, then fail on a sanitizer report in any of its logs or on a
+        master that had to be SIGKILLed."""
+        try:
+            if self.running():
+                self.stop(timeout=timeout)
+        finally:
+            self.cleanup()
+            if self.log_path:
+                print("---- %s (last lines) ----\n%s" % (self.log_path,
+                                                        self.log_tail(30)))
+        self.check_all_logs()
+        if self.needed_kill:
+            raise SeatcastError("seatcast master %s ignored SIGTERM: stop() "
+                                "had to SIGKILL it" % self.master_pid)
+
     def __enter__(self):
         if not self.running():
             self.start()
@@ -547,6 +584,10 @@ class Seatcast:
                 self.stop()
         finally:
             self.cleanup()
+        self.check_all_logs()
+        if self.needed_kill:
+            raise SeatcastError("seatcast master %s ignored SIGTERM: stop() "
+                                "had to SIGKILL it" % self.master_pid)
 
     # --- the registry --------------------------------------------------- #
 

@@ -328,14 +328,7 @@ def run(coro):
 
 
 def teardown_server(srv):
-    try:
-        if srv.running():
-            srv.stop(timeout=15)
-    finally:
-        srv.cleanup()
-        if srv.log_path:
-            print("---- %s (last lines) ----\n%s" % (srv.log_path,
-                                                    srv.log_tail(30)))
+    srv.finish(timeout=15)
 
 
 # ------------------------------------------------------------------ #
@@ -536,6 +529,7 @@ def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
     (debug level) holds none of them, while it names each cause."""
     good = mint(good_claims(sub="log-check", jti="jti-log-check"))
     bad = mint(good_claims(sub="log-check"), key="wrong")
+    before = strict_srv.stats()["totals"]["auth_failures"]
     ws = expect_accepted(strict_srv, token=good)
     ws.close()
     expect_accepted(strict_srv,
@@ -546,7 +540,50 @@ def test_no_token_reaches_the_log_of_a_busy_server(strict_srv):
     assert "user log-check" in log
     assert_no_token_in_log(strict_srv, [good, bad])
     st = strict_srv.stats()
-    print("auth failures counted: %r" % st["totals"].get("auth_failures"))
+    print("auth failures counted: %r (before this test's refusal: %r)"
+          % (st["totals"]["auth_failures"], before))
+    assert st["totals"]["auth_failures"] == before + 1
+
+
+def auth_failures_metric(srv):
+    status, _, body = srv.http_get("/metrics")
+    assert status == 200, status
+    m = re.search(rb"^seatcast_auth_failures_total (\d+)$", body, re.M)
+    assert m, body
+    return int(m.group(1))
+
+
+@pytest.mark.deadline(60)
+def test_auth_failures_are_counted_in_metrics(make_server):
+    """SPEC 8: every refused handshake counts once in
+    seatcast_auth_failures_total (and `seatcast stats` totals); an
+    accepted one does not."""
+    srv = make_server(workers=2)
+    assert auth_failures_metric(srv) == 0
+    assert srv.stats()["totals"]["auth_failures"] == 0
+    good = mint({"sub": "counted", "exp": now() + 600})
+    bad = mint({"sub": "counted", "exp": now() + 600}, key="wrong")
+    expired = mint({"sub": "counted", "exp": now() - 600})
+    expect_accepted(srv, token=good).close()
+    n = 0
+    for _ in range(2):
+        expect_refused(srv, "Authentication required", why="no token")
+        expect_refused(srv, "Invalid token", token=bad,
+                       why="signature mismatch")
+        expect_refused(srv, "Invalid token", token="not.a.jwt")
+        expect_refused(srv, "Invalid token", token=expired)
+        n += 4
+    wait_for(lambda: auth_failures_metric(srv) >= n, 5,
+             "%d auth failures in /metrics" % n)
+    expect_accepted(srv, token=good).close()
+    got, st = auth_failures_metric(srv), srv.stats()
+    print("%d refused handshakes: seatcast_auth_failures_total %d, stats "
+          "totals %d, per worker %s" % (
+              n, got, st["totals"]["auth_failures"],
+              [w["auth_failures"] for w in st["workers"]]))
+    assert got == n
+    assert st["totals"]["auth_failures"] == n
+    assert sum(w["auth_failures"] for w in st["workers"]) == n
 
 
 def http_raw(srv, request, timeout=5):
@@ -1488,6 +1525,38 @@ def test_forwarded_for_long_chain_keeps_the_rightmost_entries(make_server):
         srv.wait_log(r"connected: user proxied, from %s \(via 127\.0\.0\.1"
                      r"\)$" % re.escape(client), since=mark)
     assert "6.6.6.6" not in srv.log()
+
+
+@pytest.mark.deadline(60)
+def test_forwarded_for_over_a_unix_listener_is_trusted(make_server,
+                                                       tmp_path):
+    """man seatcast(8) LOGGING: a Unix-socket peer (only a local proxy
+    reaches it) is trusted like a --trusted-proxy: the logged address is
+    X-Forwarded-For's rightmost entry that is not a trusted proxy,
+    followed by "(via unix)"; without the header, "unix"; header text
+    that is no address is never logged."""
+    path = str(tmp_path / "xff.sock")
+    srv = make_server(workers=1, listen=["unix:" + path])
+    tok = mint({"sub": "viaunix", "exp": now() + 600})
+
+    async def connect(xff):
+        headers = [("X-Forwarded-For", xff)] if xff is not None else []
+        ws, hello = await ws_open(srv, token=tok, extra_headers=headers)
+        await ws.close()
+
+    for xff, logged in (("203.0.113.7", "203.0.113.7 (via unix)"),
+                        ("198.51.100.9, 203.0.113.8",
+                         "203.0.113.8 (via unix)"),
+                        ("2001:db8::5", "2001:db8::5 (via unix)"),
+                        (None, "unix"),
+                        ("<evil>hostname", "unix")):
+        mark = srv.log_mark()
+        run(connect(xff))
+        line = srv.wait_log(r"connected: user viaunix, from %s$"
+                            % re.escape(logged), since=mark)
+        print("X-Forwarded-For %r over unix: %s" % (xff, line.group(0)))
+    assert "198.51.100.9" not in srv.log()
+    assert "<evil>" not in srv.log()
 
 
 # ------------------------------------------------------------------ #

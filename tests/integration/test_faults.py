@@ -55,7 +55,8 @@ files together take 60-75 s here):
   registry full      --max-events 16 against 20 events.
   payloads           31 malformed NOTIFY payloads, up to 7999 bytes (the
                      most NOTIFY carries) and 3000 levels of nesting.
-  standby refusal    skipped, as the issue allows.
+  standby refusal    a cluster of its own restarted with standby.signal
+                     (in recovery, hot_standby on).
 """
 
 import asyncio
@@ -75,7 +76,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from booking import (BookingDb, Client, PsqlSession,  # noqa: E402
                      metrics, workers_of)
-from pg import BOOKING_TEMPLATE  # noqa: E402
+from pg import BOOKING_TEMPLATE, PgCluster  # noqa: E402
 from rawws import (OP_CLOSE, OP_TEXT, RawWs, close_info,  # noqa: E402
                    encode_frame, parse_frames, ws_request)
 from server import (ROOT, async_wait_for, free_port, pid_alive,  # noqa: E402
@@ -813,6 +814,84 @@ def test_reading_clients_get_every_seat_update_after_a_worker_stall(
     asyncio.run(body())
 
 
+RING_SLOTS = 4096  # SC_SHM_RING_SLOTS, shm/sc_shm.h
+
+
+@pytest.mark.deadline(120)
+def test_worker_behind_the_ring_resyncs_its_subscribers(db, make_server):
+    """SPEC 5 / shm/sc_shm.h: a worker that falls more than the ring's
+    4096 slots behind resynchronises its events from the event table.
+    One worker is SIGSTOPped while 5000 bookings (one INSERT, 5000
+    notifications) pass through the ring, then SIGCONTed: its subscribers
+    must get a seat_update with the database's final count, the other
+    worker's subscribers the full stream, and the worker's resyncs
+    counter (stats and /metrics) must move."""
+    cap = 20000
+    n = RING_SLOTS + 904
+    event = db.event(cap)
+    srv = db_server(db, make_server, workers=2)
+    token = srv.token(sub="behind")
+
+    async def body():
+        clients = await open_clients(srv, 6, "/ws/events/%d" % event, token)
+        try:
+            await asyncio.gather(*(c.wait_for(
+                lambda ms: seats_of(ms, "seat_update", event), 10,
+                "the first seat_update") for c in clients))
+            where = workers_of(srv, clients)
+            assert sorted(set(where)) == [0, 1], where
+            st = srv.stats()
+            stopped = st["workers"][0]["pid"]
+            resyncs0 = st["workers"][0]["resyncs"]
+            m_before = metrics(srv)["seatcast_ring_resyncs_total"]
+            head = st["totals"]["ring_head"]
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                db.psql("INSERT INTO bookings (event_id, user_id, seats) "
+                        "SELECT %d, 1, 1 FROM generate_series(1, %d)"
+                        % (event, n))
+                wait_for(stats_where(srv, lambda s: s["totals"]["ring_head"]
+                                     >= head + n), 30,
+                         "%d changes in the ring" % n)
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            final = db.available(event)
+            assert final == cap - n
+            await asyncio.gather(*(c.wait_for(
+                lambda ms: seats_of(ms, "seat_update", event)[-1:] ==
+                [final], 30, "the final seat_update %d" % final)
+                for c in clients))
+            st = srv.stats()
+            behind = [c for c, w in zip(clients, where) if w == 0]
+            ahead = [c for c, w in zip(clients, where) if w == 1]
+            got_behind = [len(seats_of(all_msgs(c), "booking_created",
+                                       event)) for c in behind]
+            print("worker 0 stopped while %d bookings passed a ring of %d "
+                  "slots: its %d subscribers got %s booking_created and "
+                  "then the resync seat_update %d; worker 0 resyncs %d -> "
+                  "%d" % (n, RING_SLOTS, len(behind), got_behind, final,
+                          resyncs0, st["workers"][0]["resyncs"]))
+            assert st["workers"][0]["pid"] == stopped
+            assert st["workers"][0]["resyncs"] == resyncs0 + 1
+            assert st["workers"][1]["resyncs"] == 0
+            assert metrics(srv)["seatcast_ring_resyncs_total"] == \
+                m_before + 1
+            assert srv.log().count("fell behind the broadcast ring") == 1
+            # stopped before the first booking, the worker found the ring
+            # overrun at its first read: one seat_update from the event
+            # table, no booking_created
+            assert got_behind == [0] * len(behind), got_behind
+            for c in behind:
+                assert seats_of(all_msgs(c), "seat_update", event) == \
+                    [cap, final], "resync() sent no seat_update"
+            for c in ahead:
+                check_full_stream(c, event, cap, final)
+        finally:
+            await close_clients(clients)
+
+    asyncio.run(body())
+
+
 # ------------------------------------------------------------------ #
 # 4. Slowloris                                                         #
 
@@ -1018,6 +1097,112 @@ def test_message_flood_is_rate_limited_then_closed_1008(make_server,
     assert 1.5 <= closed_at - first_error <= 6.0
     assert m["seatcast_rate_limited_total"] >= errors
     assert srv.stats()["totals"]["worker_restarts"] == 0
+
+
+@pytest.mark.deadline(60)
+def test_flood_of_bad_messages_closes_only_the_flooder(make_server):
+    """The flood close with another message mix (malformed and unknown
+    messages, which cost the server an error each) and a neighbour on the
+    same worker: the flooder is closed 1008 "Rate limit exceeded", the
+    polite client of that worker keeps getting its pongs."""
+    srv = make_server(workers=1)
+    token = srv.token(sub="flood2")
+    c = RawWs.connect(srv.port, "/ws", token)
+    assert c.recv_json()["type"] == "connection_established"
+    batch = (encode_frame(OP_TEXT, b'{"type":"nonsense"}') +
+             encode_frame(OP_TEXT, b'not json') +
+             encode_frame(OP_TEXT, b'{"type":"ping"}')) * 40
+    stop = threading.Event()
+
+    def flood():
+        t_end = time.monotonic() + 8
+        while not stop.is_set() and time.monotonic() < t_end:
+            try:
+                c.sock.sendall(batch)
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    async def body():
+        polite = await Client.open(srv, token)
+        th = threading.Thread(target=flood, daemon=True)
+        th.start()
+        try:
+            loop = asyncio.get_running_loop()
+            frames = await loop.run_in_executor(
+                None, lambda: c.drain(idle=3, limit=10))
+            # the neighbour is served during and after the flood
+            for _ in range(3):
+                await client_ping(polite)
+            assert not polite.closed.is_set()
+            return frames
+        finally:
+            stop.set()
+            th.join(5)
+            await polite.close()
+
+    frames = asyncio.run(body())
+    c.close()
+    errors = [json.loads(p) for op, p in frames if op == OP_TEXT]
+    limited = sum(1 for m in errors if m.get("code") == "rate_limited")
+    print("flood of bad messages: %d frames back, %d rate_limited; close %r"
+          % (len(frames), limited, c.close_frame))
+    assert c.close_frame == (1008, "Rate limit exceeded"), c.close_frame
+    assert limited > 0
+    st = srv.stats()
+    assert st["totals"]["worker_restarts"] == 0
+    assert st["totals"]["clients"] == 0
+    assert metrics(srv)["seatcast_rate_limited_total"] >= limited
+
+
+@pytest.mark.deadline(120)
+def test_slow_consumer_closed_1008_while_readers_get_every_message(
+        db, make_server):
+    """The slow-consumer close beside a reading client: a raw client that
+    never reads, with --send-buffer-limit 65536, while 10 000 bookings
+    flow, is closed 1008 "Slow consumer"; a reading subscriber of the same
+    event on the same worker gets every booking_created, in order."""
+    n = 10000
+    cap = 100000
+    event = db.event(cap)
+    srv = db_server(db, make_server, workers=1,
+                    args=["--send-buffer-limit", "65536"])
+    token = srv.token(sub="slow2")
+    slow = RawWs.connect(srv.port, "/ws/events/%d" % event, token,
+                         rcvbuf=1024)
+    try:
+        assert slow.recv_json()["type"] == "connection_established"
+
+        async def body():
+            fast = await Client.open(srv, token, path="/ws/events/%d" % event)
+            try:
+                writer = bulk_bookings(db, event, n, per_statement=100)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, finish, writer)
+                final = db.available(event)
+                await fast.wait_for(
+                    lambda ms: seats_of(ms, "seat_update", event)[-1:] ==
+                    [final], 30, "the fast client's final seat_update")
+                await async_wait_for(
+                    lambda: metrics(srv)["seatcast_slow_consumers_total"]
+                    >= 1, 15, "the slow consumer closed")
+                check_full_stream(fast, event, cap, final)
+                assert not fast.closed.is_set()
+                await client_ping(fast)
+                return final
+            finally:
+                await fast.close()
+
+        final = asyncio.run(body())
+        frames = slow.drain(idle=2, limit=60)
+        print("slow consumer beside a reader: %d frames read after the "
+              "bookings, close %r; DB %d" % (len(frames), slow.close_frame,
+                                             final))
+        assert slow.close_frame == (1008, "Slow consumer"), slow.close_frame
+        assert metrics(srv)["seatcast_slow_consumers_total"] == 1
+        assert "closing a slow consumer" in srv.log()
+    finally:
+        slow.close()
 
 
 # ------------------------------------------------------------------ #
@@ -1296,8 +1481,143 @@ def test_malformed_notify_payloads_are_logged_counted_and_harmless(
     assert healthz(srv)[0] == 200
 
 
-@pytest.mark.skip(reason="a standby needs a second cluster with streaming "
-                  "replication: too heavy to set up here (issue 7 says "
-                  "skip it)")
-def test_standby_is_refused():
-    pass
+@pytest.mark.deadline(120)
+def test_standby_is_refused(make_server, tmp_path):
+    """SPEC 7: seatcast needs the primary (a standby cannot LISTEN).  A
+    cluster restarted with standby.signal stays in recovery, read-only
+    with hot_standby on: the listener logs the refusal, keeps retrying,
+    and /healthz stays 503 "listener not connected"."""
+    pg = PgCluster(str(tmp_path))
+    try:
+        pg.start()
+        pg.psql_file(SCHEMA)
+        pg.psql_file(NOTIFY)
+        pg.stop()
+        signal_file = os.path.join(pg.datadir, "standby.signal")
+        subprocess.run(["runuser", "-u", "postgres", "--", "touch",
+                        signal_file], check=True, timeout=30)
+        pg.start()
+        assert pg.query_value("SELECT pg_is_in_recovery()") == "t"
+        srv = make_server(workers=1, database=pg.conninfo())
+        line = srv.wait_log(r"^.*the server is a standby "
+                            r"\(pg_is_in_recovery\).*$", timeout=15)
+        wait_for(lambda: srv.log().count("the server is a standby") >= 3,
+                 15, "the listener to keep retrying the standby")
+        status, body = healthz(srv)
+        print("standby: %s; /healthz %d %s" % (line.group(0), status, body))
+        assert status == 503 and body["status"] == "degraded", body
+        assert body["reasons"] == ["listener not connected to PostgreSQL"]
+        assert srv.stats()["listener"]["database"] != "connected"
+        assert srv.stats()["totals"]["listener_restarts"] == 0
+    finally:
+        pg.cleanup()
+
+
+class NotificationDroppingProxy:
+    """A TCP proxy in front of PostgreSQL that forwards everything but
+    the server's NotificationResponse messages ('A'): a stand-in for a
+    pooler that does not pass LISTEN/NOTIFY through (a transaction-mode
+    pgbouncer hands the session to other clients between transactions).
+    Clients must connect with sslmode=disable (messages are parsed)."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.dropped = 0
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.target)
+            self.conns += [c, u]
+            threading.Thread(target=self._raw, args=(c, u),
+                             daemon=True).start()
+            threading.Thread(target=self._filter, args=(u, c),
+                             daemon=True).start()
+
+    @staticmethod
+    def _raw(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _filter(self, src, dst):
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while len(buf) >= 5:
+                    n = int.from_bytes(buf[1:5], "big") + 1
+                    if len(buf) < n:
+                        break
+                    msg, buf = buf[:n], buf[n:]
+                    if msg[:1] == b"A":
+                        self.dropped += 1
+                    else:
+                        out += msg
+                if out:
+                    dst.sendall(out)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.deadline(90)
+def test_listen_probe_names_a_path_that_loses_notifications(db, make_server):
+    """The LISTEN round-trip probe (listener.c: LISTEN and NOTIFY a
+    channel of its own, wait 5 s for the notification) guards against a
+    pooler that does not carry notifications: through a proxy that drops
+    them, the listener never reports connected, logs the suspected
+    pooler, retries, and /healthz stays 503."""
+    proxy = NotificationDroppingProxy(db.cluster.port)
+    try:
+        conninfo = "host=127.0.0.1 port=%d dbname=%s user=postgres " \
+            "sslmode=disable" % (proxy.port, db.name)
+        srv = make_server(workers=1, database=conninfo)
+        line = srv.wait_log(r"^.*LISTEN/NOTIFY round trip did not complete "
+                            r"in 5 s: is a transaction-mode pooler between "
+                            r"seatcast and PostgreSQL\?.*$", timeout=20)
+        status, body = healthz(srv)
+        print("notifications dropped by the proxy: %d; %s; /healthz %d %s"
+              % (proxy.dropped, line.group(0), status, body))
+        assert proxy.dropped >= 1
+        assert status == 503, body
+        assert body["reasons"] == ["listener not connected to PostgreSQL"]
+        assert "listening for notifications" not in srv.log()
+        assert srv.stats()["listener"]["database"] != "connected"
+    finally:
+        proxy.close()

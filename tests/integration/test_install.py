@@ -296,9 +296,13 @@ def test_healthz_degraded_without_database_and_metrics_lint(make_server):
     assert h["workers"] == 2 and h["workersUp"] == 2
 
     async def clients():
-        ws, _ = await ws_open(srv)
+        a, _ = await ws_open(srv)
+        b, _ = await ws_open(srv)
+        refused, _ = await ws_open(srv, token="", greet=False)
+        assert await ws_closed(refused) == (1008, "Authentication required")
         status, _, body = srv.http_get("/metrics")
-        await ws.close()
+        await a.close()
+        await b.close()
         return status, body
     status, body = asyncio.run(clients())
     assert status == 200
@@ -314,4 +318,17 @@ def test_healthz_degraded_without_database_and_metrics_lint(make_server):
         assert n in names, "/metrics lacks %s" % n.decode()
     assert re.search(rb'^seatcast_worker_clients\{worker="1"\} \d+$', body,
                      re.M)
-    assert re.search(rb"^seatcast_clients 1$", body, re.M), body
+    # values, not only names: 2 clients open, 1 refused; the /healthz
+    # request above and this /metrics one are connections too
+    values = {k.decode(): int(v) for k, v in re.findall(
+        rb"^(seatcast_\w+(?:\{[^}]*\})?) (\d+)$", body, re.M)}
+    print({k: v for k, v in values.items() if "latency" not in k})
+    assert values["seatcast_clients"] == 2
+    assert values["seatcast_auth_failures_total"] == 1
+    assert values["seatcast_handshakes_total"] == 3
+    assert values["seatcast_connections_total"] == 5
+    assert values["seatcast_connections"] == 3  # 2 clients + this request
+    assert values["seatcast_workers_running"] == 2
+    assert values["seatcast_subscriptions"] == 0
+    assert sum(v for k, v in values.items()
+               if k.startswith("seatcast_worker_clients{")) == 2

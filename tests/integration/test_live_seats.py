@@ -293,6 +293,42 @@ def test_subscribe_snapshot_and_unsubscribe(db, make_server):
     run(body())
 
 
+@pytest.mark.deadline(60)
+def test_channel_option_is_listened_on(db, make_server):
+    """--channel NAME: the listener LISTENs on NAME, the channel the
+    triggers were given (sql/notify.sql seatcast_channel()), and nothing
+    else.  A valid payload NOTIFYd on "seatcast" before a booking must not
+    reach the client; the booking, on other_chan, must."""
+    e = db.event(10)
+    db.psql("CREATE OR REPLACE FUNCTION seatcast_channel() RETURNS text "
+            "LANGUAGE sql STABLE AS $$ SELECT 'other_chan'::text $$")
+    srv = live_server(make_server, db, args=["--channel", "other_chan"])
+    srv.wait_log(r'listening for notifications on "other_chan"')
+
+    async def body():
+        c = await Client.open(srv, srv.tok)
+        await c.subscribe(e)
+        forged = ('{"type":"booking_created","eventId":%d,'
+                  '"availableSeats":3,"seatCapacity":10,"version":%d}'
+                  % (e, 10 ** 12))
+        db.psql("SELECT pg_notify('seatcast', $p$%s$p$)" % forged)
+        db.book(e, 2, user=77)
+        check_message(await c.next(), "booking_created", K_BOOKING,
+                      eventId=e, availableSeats=8)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=8, seatCapacity=10)
+        await c.quiet()
+        seen = [m for _, m in c.msgs if m.get("availableSeats") == 3]
+        assert seen == [], "heard a NOTIFY on \"seatcast\": %r" % seen
+        await c.close()
+
+    run(body())
+    lst = srv.stats()["listener"]
+    print("--channel other_chan: listener notifications %d, malformed %d"
+          % (lst["notifications"], lst["malformed"]))
+    assert lst["notifications"] == 1 and lst["malformed"] == 0, lst
+
+
 def test_booking_cancel_and_capacity_messages(db, make_server):
     e = db.event(10)
     srv = live_server(make_server, db)

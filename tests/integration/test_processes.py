@@ -1,8 +1,10 @@
 """test_processes.py - seatcast's process model (SPEC sections 1, 6, 8).
 
 Real servers (server.Seatcast), real WebSocket clients (websockets 10.4),
-no database: the listener keeps retrying and /healthz says "degraded",
-which none of these tests minds.  Every wait polls (server.wait_for);
+no database unless a test says so: the listener keeps retrying and
+/healthz says "degraded".  The /healthz test takes the conftest's
+PostgreSQL cluster (a database cloned from pg.BOOKING_TEMPLATE), so that
+200 is possible and a 503 is the workers' doing.  Every wait polls (server.wait_for);
 every server is killed with its whole tree at teardown (make_server).
 
 Figures (spread of connections, repair and respawn times) are printed:
@@ -27,6 +29,7 @@ import time
 
 import pytest
 
+from pg import BOOKING_TEMPLATE
 from server import (Seatcast, async_wait_for, free_port, pid_alive, proc_info,
                     procs_named, run_seatcast, shm_path, tcp_peer_ports,
                     wait_for, ws_closed, ws_open, ws_ping)
@@ -457,10 +460,23 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
     srv = make_server(workers=2, args=["-c", str(conf)])
     tree = srv.tree_pids()
     slots = srv.child_pids()
+    big = '{"type":"ping","pad":"%s"}' % ("x" * 1000)
+
+    async def too_big_closes(ws):
+        await ws.send(big)
+        return await ws_closed(ws, 5)
 
     async def body():
         ws, _ = await ws_open(srv)
         try:
+            # a message of ~1 KB is fine under the default 16k limit
+            await ws.send(big)
+            assert (await ws_ping(ws))["type"] == "pong"
+            # a non-JWT option changed in the file before the reload
+            conf.write_text("# seatcast test configuration\n"
+                            "handshake-timeout = 30\n"
+                            "max-subscriptions = 50\n"
+                            "max-message-size = 200\n")
             mark = srv.log_mark()
             srv.send_signal(signal.SIGHUP)
             srv.wait_log(r"master\[%d\]: configuration reloaded"
@@ -470,6 +486,14 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
                 srv.log()[mark:])) == 2, 5, "both workers to reload")
             assert srv.tree_pids() == tree
             assert srv.child_pids() == slots
+            assert (await ws_ping(ws))["type"] == "pong"
+            # new connections get the new limit (two, to reach both workers):
+            # 1009 for the same message; the open one keeps its own
+            fresh = [(await ws_open(srv))[0] for _ in range(2)]
+            assert await asyncio.gather(*(too_big_closes(c)
+                                          for c in fresh)) == \
+                [(1009, "")] * 2
+            await ws.send(big)
             assert (await ws_ping(ws))["type"] == "pong"
 
             conf.write_text("this is not a configuration file\n")
@@ -483,9 +507,13 @@ def test_sighup_reloads_and_refuses_broken_config(make_server, tmp_path):
             ws2, _ = await ws_open(srv)
             assert (await ws_ping(ws2))["type"] == "pong"
             await ws2.close()
+            # no database: 503, and only for that (every worker is up)
             status, _, body = srv.http_get("/healthz")
-            assert status in (200, 503)
-            assert json.loads(body)["status"] in ("ok", "degraded")
+            body = json.loads(body)
+            assert (status, body["status"]) == (503, "degraded"), body
+            assert body["reasons"] == [
+                "listener not connected to PostgreSQL"], body
+            assert body["workersUp"] == 2, body
             assert srv.running()
             assert srv.tree_pids() == tree
             st = srv.stats()
@@ -611,7 +639,7 @@ def test_stats_text_and_json(make_server, tmp_path):
     p = srv.stats_raw(shm_name="/sc-test-nonexistent")
     print("stats of a missing segment: exit %d, %r" % (p.returncode,
                                                        p.stderr))
-    assert p.returncode != 0
+    assert p.returncode == 1  # man page EXIT STATUS: a run-time failure
     assert p.stdout == ""
     assert len(p.stderr.splitlines()) == 1
     assert "/sc-test-nonexistent" in p.stderr
@@ -659,6 +687,84 @@ def test_worker_dying_repeatedly_is_respawned_with_backoff(
     asyncio.run(body())
 
 
+def healthz(srv, timeout=2):
+    """(status, body dict) of /healthz.  A request the master hands to a
+    stopped worker times out (an OSError, which wait_for retries): the
+    master then counts it as that worker's load and sends the next one
+    elsewhere."""
+    status, _, body = srv.http_get("/healthz", timeout=timeout)
+    return status, json.loads(body)
+
+
+def healthz_is(srv, status):
+    def check():
+        got = healthz(srv)
+        return got if got[0] == status else None
+    return check
+
+
+@pytest.mark.deadline(120)
+def test_healthz_degraded_while_a_worker_is_stopped_or_down(make_server,
+                                                            cluster):
+    """SPEC 8: /healthz is 200 only while every worker runs (a heartbeat
+    younger than 5 s) and the listener is connected.  With the database
+    up: a SIGSTOPped worker makes it 503 "degraded" naming the workers,
+    SIGCONT makes it 200 again; so does a killed worker until it is
+    respawned (killed young seven times, its respawn waits 3.2 s)."""
+    name = "hz%d" % os.getpid()
+    cluster.createdb(name, template=BOOKING_TEMPLATE)
+    try:
+        srv = make_server(workers=2, database=cluster.conninfo(name))
+        wait_for(healthz_is(srv, 200), 20, "/healthz 200")
+        status, body = healthz(srv)
+        assert body["status"] == "ok" and body["workersUp"] == 2, body
+        assert body["database"] == "connected" and "reasons" not in body
+
+        victim = srv.worker_pids()[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            _, body = wait_for(healthz_is(srv, 503), 20,
+                               "/healthz 503 while worker 1 is stopped")
+            stale = time.monotonic() - t0
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        print("worker 1 stopped: /healthz 503 after %.1f s: %s"
+              % (stale, body))
+        assert body["status"] == "degraded"
+        assert body["reasons"] == ["1 of 2 workers up"], body
+        assert body["workersUp"] == 1 and body["database"] == "connected"
+        wait_for(healthz_is(srv, 200), 15, "/healthz 200 after SIGCONT")
+        assert srv.worker_pids()[1] == victim
+
+        # killed young again and again: the respawn backoff keeps the
+        # slot empty long enough to look
+        for i in range(7):
+            old = srv.worker_pids()[1]
+            os.kill(old, signal.SIGKILL)
+            if i == 6:
+                break
+            wait_for(stats_where(srv, lambda s: s["workers"][1]["pid"] not in
+                                 (0, old) and s["workers"][1]["state"] ==
+                                 "running"), 15, "worker 1 respawn")
+
+        def down_and_503():
+            st = srv.stats()
+            if st["workers"][1]["pid"] != 0:
+                return None
+            got = healthz(srv)
+            return got if got[0] == 503 and \
+                srv.stats()["workers"][1]["pid"] == 0 else None
+        _, body = wait_for(down_and_503, 5,
+                           "/healthz 503 while worker 1 waits for respawn")
+        print("worker 1 killed, waiting for its respawn: %s" % body)
+        assert body["reasons"] == ["1 of 2 workers up"], body
+        wait_for(healthz_is(srv, 200), 15, "/healthz 200 after the respawn")
+        assert srv.stats()["totals"]["worker_restarts"] == 7
+    finally:
+        cluster.dropdb(name)
+
+
 # ------------------------------------------------------------------ #
 # 11. A unix listener                                                  #
 
@@ -682,9 +788,12 @@ def test_unix_listener_serves_and_is_removed_at_shutdown(make_server,
             await close_all(clients)
     asyncio.run(body())
 
+    # served over the unix socket: no database, so 503 for that alone
     status, _, body = srv.http_get("/healthz")
-    assert status in (200, 503)
-    assert json.loads(body)["status"] in ("ok", "degraded")
+    body = json.loads(body)
+    assert (status, body["status"]) == (503, "degraded"), body
+    assert body["reasons"] == ["listener not connected to PostgreSQL"]
+    assert body["workersUp"] == 2, body
     assert srv.stop() == 0
     assert not os.path.exists(path), "socket file left after shutdown"
     assert not srv.shm_exists()
@@ -865,7 +974,7 @@ def test_unix_socket_of_live_server_is_kept_and_stale_one_reused(
     assert path in p.stderr
     assert not os.path.exists(shm_path(shm))
     assert os.path.exists(path)
-    assert first.http_get("/healthz")[0] in (200, 503)
+    assert first.http_get("/healthz")[0] == 503  # no database
 
     # killed with -9, the socket file stays; the next start takes it over
     first.kill_tree()

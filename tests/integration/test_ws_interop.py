@@ -300,14 +300,7 @@ def srv(tmp_path_factory):
         s.tok = s.token(sub="1")
         yield s
     finally:
-        try:
-            if s.running():
-                s.stop(timeout=15)
-        finally:
-            s.cleanup()
-            if s.log_path:
-                print("---- %s (last lines) ----\n%s" % (s.log_path,
-                                                        s.log_tail(30)))
+        s.finish(timeout=15)
 
 
 @pytest.fixture(autouse=True)
