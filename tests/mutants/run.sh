@@ -13,9 +13,10 @@
 #
 # The tree is copied once to BUILD/mutants/tree together with BUILD's
 # objects, so each mutant rebuilds only the files it touches.  For each
-# mutant: apply, build, run only its tests, revert.  A mutant survives when
-# every test named passes; a patch that no longer applies or builds, or a
-# test that is not found, is an error too (a stale mutant guards nothing).
+# mutant: apply, build, run only its tests, revert.  Every test named must
+# fail (each is one that must catch the bug): a mutant survives when any
+# of them passes.  A patch that no longer applies or builds, or a test that
+# is not found, is an error too (a stale mutant guards nothing).
 # Exit 0 only if every mutant was killed.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -87,24 +88,23 @@ for p in "${patches[@]}"; do
         if ! make -s -C "$scratch" -j2 all >>"$log" 2>&1; then
             verdict="ERROR (does not build)"
         else
-            verdict=""
+            verdict="killed"
             for t in "${tests[@]}"; do
                 echo "== $t" >>"$log"
                 run_test "$t"
                 case $? in
-                0) ;;
-                1) verdict="killed by $t"; break ;;
+                0) verdict="SURVIVED $t passed"; break ;;
+                1) ;;
                 *) verdict="ERROR (could not run $t)"; break ;;
                 esac
             done
-            [ -n "$verdict" ] || verdict="SURVIVED"
         fi
         patch -d "$scratch" -p1 -s -f -R <"$p" >>"$log" 2>&1 ||
             { echo "mutants: could not revert $name" >&2; exit 2; }
     fi
     case $verdict in
     killed*) killed=$((killed + 1)) ;;
-    SURVIVED) survived=$((survived + 1)) ;;
+    SURVIVED*) survived=$((survived + 1)) ;;
     *) broken=$((broken + 1)) ;;
     esac
     line=$(printf '%-34s %-9s %4ss  %s' "$name" "${verdict%% *}" \
