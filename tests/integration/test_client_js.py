@@ -53,7 +53,8 @@ def node_or_fail():
 def run_node_tests(files, env, timeout, expect):
     """node --test FILES in clients/js; checks the runner's summary: every
     test ran (expect of them) and passed.  Returns the output."""
-    p = subprocess.run([node_or_fail(), "--test", "--test-reporter=tap"] +
+    p = subprocess.run([node_or_fail(), "--test", "--test-reporter=tap",
+                        "--test-timeout=90000"] +
                        files, cwd=CLIENT_DIR, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL, start_new_session=True)

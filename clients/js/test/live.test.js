@@ -37,7 +37,15 @@ test('a booking arrives; stats and ping answer; the token stays out of URL and l
   const srv = await server({ workers: 2 });
   const ev = newEvent(50);
   const token = srv.token({ sub: 'booker' });
-  const c = client({ url: srv.url, token });
+  // ws, recording what the client asks it to open
+  const opened = [];
+  class RecordingWebSocket extends WebSocket {
+    constructor(url, protocols, opts) {
+      super(url, protocols, opts);
+      opened.push({ url, protocols, ws: this });
+    }
+  }
+  const c = client({ url: srv.url, token, WebSocket: RecordingWebSocket });
   const rec = new Recorder(c);
   rec.follow(ev);
   await rec.next(isSeats('seat_update', ev, 50), 10000, 'the snapshot');
@@ -51,7 +59,10 @@ test('a booking arrives; stats and ping answer; the token stays out of URL and l
   assert.ok(st.totalClients >= 1 && st.eventSubscriptions >= 1, JSON.stringify(st));
   const rtt = await c.ping();
   assert.ok(rtt >= 0 && rtt < 5000, String(rtt));
-  assert.ok(!c.url.includes(token));
+  assert.equal(opened.length, 1);
+  assert.equal(opened[0].url, srv.url);
+  assert.deepEqual(opened[0].protocols, ['seatcast.v1', 'bearer.' + token]);
+  assert.equal(opened[0].ws.protocol, 'seatcast.v1', 'the server did not take the subprotocol');
   assert.ok(!srv.log().includes(token.split('.')[2]), 'the token reached the log');
   assert.match(srv.log(), /connected: user booker, from 127\.0\.0\.1/);
   assert.deepEqual(rec.events.filter(e => e.kind !== 'seats').map(e => e.kind), ['open']);

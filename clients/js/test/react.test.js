@@ -1,5 +1,5 @@
 // useSeats with real React (react-test-renderer), against a scripted socket.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import React from 'react';
 import TestRenderer from 'react-test-renderer';
@@ -23,6 +23,7 @@ const T = '2026-01-01T00:00:00.000Z';
 test('useSeats follows an event, shows connected, unsubscribes on unmount', async () => {
   const client = new SeatcastClient({ url: 'ws://x/ws', token: 't', WebSocket: FakeSocket,
                                       reconnect: { minDelay: 1, maxDelay: 2 } });
+  after(() => client.close());
   const seen = [];
   function Seats({ id }) {
     const s = useSeats(client, id);

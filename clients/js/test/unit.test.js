@@ -1,6 +1,6 @@
 // Unit tests of seatcast-client without a server: a fake WebSocket plays
 // the server's part.  node --test test/
-import { test } from 'node:test';
+import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeatcastClient, nextDelay, bookingsOf, normalizeEventId } from '../index.js';
 
@@ -57,11 +57,23 @@ async function until(cond, what, ms = 2000) {
   }
 }
 
+// every client a test made is closed after it, passed or failed, so that
+// a failure never leaves a reconnect loop keeping the runner alive
+const made = [];
+afterEach(() => {
+  for (const c of made.splice(0)) c.close();
+});
+
 function client(opts = {}) {
-  return new SeatcastClient(Object.assign({
+  return track(new SeatcastClient(Object.assign({
     url: 'ws://test/ws', token: 'tok', WebSocket: FakeSocket,
     reconnect: { minDelay: 1, maxDelay: 8 },
-  }, opts));
+  }, opts)));
+}
+
+function track(c) {
+  made.push(c);
+  return c;
 }
 
 const seat = (eventId, availableSeats, seatCapacity = 100) =>
