@@ -1,10 +1,12 @@
 """test_client_js.py - the JavaScript client library (clients/js, npm
 seatcast-client) under Node's own test runner.
 
-    test_client_js_unit     node --test test/unit.test.js test/react.test.js:
-                            backoff and jitter, token handling, ordering,
-                            merged messages, the React hook (real React,
-                            react-test-renderer), against a scripted socket
+    test_client_js_unit     node --test test/unit.test.js test/react.test.js
+                            test/types.test.js: backoff and jitter, token
+                            handling, ordering, merged messages, the React
+                            hook (real React, react-test-renderer), against
+                            a scripted socket; the TypeScript declarations
+                            under tsc --strict
     test_client_js_live     node --test test/live.test.js against a real
                             seatcast (started by the Node harness from
                             $SEATCAST_BIN) and this module's PostgreSQL: a
@@ -71,8 +73,9 @@ def run_node_tests(files, env, timeout, expect):
 
 @pytest.mark.deadline(120)
 def test_client_js_unit():
-    out = run_node_tests(["test/unit.test.js", "test/react.test.js"],
-                         dict(os.environ), 100, expect=21)
+    out = run_node_tests(["test/unit.test.js", "test/react.test.js",
+                          "test/types.test.js"],
+                         dict(os.environ), 100, expect=22)
     assert re.search(r"^ok \d+ - nextDelay", out, re.M), out
 
 
