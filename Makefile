@@ -102,10 +102,13 @@ unit: $(UNIT_BIN)
 	    echo "== $$t"; CK_FORK=yes $$t || fail=1; done; \
 	test $$fail = 0
 
+# npm packages of the integration clients and of clients/js (its tests)
 node-deps:
-	@cd tests/integration/node && \
+	@for d in tests/integration/node clients/js; do \
+	    ( cd $$d && \
 	    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; \
-	    then npm ci --no-audit --no-fund --loglevel=error; fi
+	    then npm ci --no-audit --no-fund --loglevel=error; fi ) || exit 1; \
+	done
 
 integration: $(BUILD)/seatcast node-deps
 	SEATCAST_BIN=$(abspath $(BUILD)/seatcast) \

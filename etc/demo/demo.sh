@@ -2,7 +2,8 @@
 # demo.sh - `make demo`: a throwaway PostgreSQL cluster under run/, the
 # reference schema with a few events, seatcast on 127.0.0.1:3000 with a
 # generated development secret, and Debian's nginx on 127.0.0.1:8080
-# serving the demo page (etc/demo/index.html) and proxying /ws to seatcast.
+# serving the demo page (etc/demo/index.html) and the client library it
+# imports (clients/js/index.js), and proxying /ws to seatcast.
 # Ctrl-C stops everything it started.
 #
 #   DEMO_PORT=3000         seatcast's port
@@ -155,6 +156,8 @@ for _ in $(seq 100); do
 done
 curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/" ||
     { say "the demo page is not served:"; tail -5 "$RUN/nginx-error.log"; exit 1; }
+curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/seatcast-client/index.js" ||
+    { say "the client library (clients/js) is not served:"; tail -5 "$RUN/nginx-error.log"; exit 1; }
 
 TOKEN=$("$SEATCAST" token --sub demo-user --ttl 86400 --jwt-secret-file "$RUN/jwt.secret")
 WSCAT=$ROOT/tests/integration/node/node_modules/.bin/wscat

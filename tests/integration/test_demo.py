@@ -396,6 +396,8 @@ def test_demo_page_books_a_seat(demo_env, browser, tmp_path):
         b = browser()
         b.cmd("goto", url=url)
         b.wait('#state[data-state="open"]', 15)
+        # the page runs the client library (clients/js), served by nginx
+        b.wait('html[data-client="seatcast-client"]', 5)
         for i in (1, 2, 3, 4):
             b.wait("#event-%d[data-available][data-capacity]" % i, 10)
         assert b.text("#event-1 .name") == "Opening night: The Tempest"
@@ -432,6 +434,8 @@ def test_demo_page_books_a_seat(demo_env, browser, tmp_path):
         with open(os.path.join(d["run"], "nginx-access.log")) as f:
             log = f.read()
         assert re.search(r'"GET /ws HTTP/1\.1" 101 ', log), log
+        assert re.search(r'"GET /seatcast-client/index\.js HTTP/1\.1" 200 ',
+                         log), log
         assert "token" not in log and token not in log, log
         with open(os.path.join(d["run"], "seatcast.log")) as f:
             sclog = f.read()
@@ -484,17 +488,31 @@ def test_demo_page_reconnects(tmp_path, make_server, browser):
             b.wait('#event-3[data-available="300"]', 10)
             assert b.cmd("text", selector="#event-2")["text"] is None
 
-            # seatcast goes away (close 1001): closed, countdown
+            # seatcast goes away (close 1001): closed, countdown; the
+            # page's library draws the first delay from [0, 3 s) (its
+            # shutdownDelay), a fleet of pages does not come back at once
             assert srv.stop(timeout=15) == 0
             b.wait('#state[data-state="closed"]', 10)
+            assert "1001" in b.text("#state"), b.text("#state")
+            assert b.attr("#countdown", "data-attempt") == "1"
+            assert int(b.attr("#countdown", "data-retry-cap")) == 3000
             first = int(b.attr("#countdown", "data-retry-ms"))
-            assert 900 <= first <= 1100, first
-            assert re.match(r"reconnecting in \d+ s$",
-                            b.text("#countdown")), b.text("#countdown")
-            # the first retry fails (nginx answers 502): the next delay
-            # doubles
-            wait_for(lambda: int(b.attr("#countdown", "data-retry-ms") or 0)
-                     >= 1800, 10, "the second, longer retry delay")
+            assert 0 <= first < 3000, first
+            if first >= 1000:
+                assert re.match(r"reconnecting in \d+ s$",
+                                b.text("#countdown")), b.text("#countdown")
+            # the retries fail (nginx answers 502): the ceiling doubles
+            # from minDelay (1 s) with each failed attempt, every delay
+            # drawn below it
+            history = wait_for(
+                lambda: (lambda h: h if len(h) >= 3 else None)(
+                    b.attr("#countdown", "data-history").split()),
+                20, "three retries")
+            retries = [tuple(map(int, r.split(":"))) for r in history]
+            print("retries while seatcast was down (cap:delay ms): %s"
+                  % " ".join(history))
+            assert [c for c, _ in retries[:3]] == [3000, 2000, 4000], retries
+            assert all(0 <= d < c for c, d in retries), retries
             pg.psql("INSERT INTO bookings (event_id, user_id, seats) "
                     "VALUES (1, 7, 3)")
             srv.start()
