@@ -605,7 +605,7 @@ START_TEST(stale_owner_replaced)
         SC_REG_OK);
     ck_assert(!replaced);
     atomic_store(&sc_registry_worker(&a, 0)->connections, 99);
-    ck_assert(!sc_registry_owner_alive(dead));
+    ck_assert(!sc_registry_owner_alive(dead, geteuid()));
     ck_assert_int_eq(
         create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -629,7 +629,7 @@ START_TEST(live_master_refused)
     bool replaced = true;
 
     shm_name(name, sizeof(name));
-    ck_assert(sc_registry_owner_alive(master));
+    ck_assert(sc_registry_owner_alive(master, geteuid()));
     ck_assert_int_eq(
         create_as(&a, name, master, &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -654,7 +654,7 @@ START_TEST(live_master_refused)
     ck_assert_int_eq(kill(master, SIGKILL), 0);
     reap(master);
     close(hold);
-    ck_assert(!sc_registry_owner_alive(master));
+    ck_assert(!sc_registry_owner_alive(master, geteuid()));
     ck_assert_int_eq(
         create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -687,7 +687,7 @@ START_TEST(live_non_master_is_stale)
         owner = getppid();
     }
     ck_assert_int_eq(kill(owner, 0), 0);
-    ck_assert(!sc_registry_owner_alive(owner));
+    ck_assert(!sc_registry_owner_alive(owner, geteuid()));
     shm_name(name, sizeof(name));
     ck_assert_int_eq(
         create_as(&a, name, owner, &live, &replaced, err, sizeof(err)),
@@ -711,15 +711,15 @@ START_TEST(owner_alive_cases)
     int hold;
     pid_t master;
 
-    ck_assert(!sc_registry_owner_alive(0));
-    ck_assert(!sc_registry_owner_alive(-1));
-    ck_assert(!sc_registry_owner_alive(getpid()));
-    ck_assert(!sc_registry_owner_alive(dead_pid()));
+    ck_assert(!sc_registry_owner_alive(0, geteuid()));
+    ck_assert(!sc_registry_owner_alive(-1, geteuid()));
+    ck_assert(!sc_registry_owner_alive(getpid(), geteuid()));
+    ck_assert(!sc_registry_owner_alive(dead_pid(), geteuid()));
     master = spawn_sleeper("sc-master", &hold);
-    ck_assert(sc_registry_owner_alive(master));
+    ck_assert(sc_registry_owner_alive(master, geteuid()));
     close(hold);
     ck_assert(exited_ok(reap(master)));
-    ck_assert(!sc_registry_owner_alive(master));
+    ck_assert(!sc_registry_owner_alive(master, geteuid()));
 }
 END_TEST
 
