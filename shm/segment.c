@@ -593,23 +593,23 @@ sc_registry_find(struct sc_registry *reg, const char *name, char *err,
     uid_t me = geteuid();
     struct candidates mine = {.only = me};
     bool own_dead = false;
+    struct stat st;
+    char path[SC_SHM_NAME_MAX + 16];
+    bool foreign;
     int rc;
 
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
     rc = sc_registry_attach(reg, name, true, err, errlen);
-    if (rc == SC_REG_OK) {
-        if (reg->owner_uid == me) {
-            if (sc_registry_owner_alive(reg->hdr->owner_pid, me)) {
-                return SC_REG_OK;
-            }
-            own_dead = true;
-        } else {
-            snprintf(err, errlen, "shared memory \"%s\" belongs to uid %lu, "
-                     "not to this user (uid %lu)", name,
-                     (unsigned long)reg->owner_uid, (unsigned long)me);
-            rc = SC_REG_ERROR;
+    if (rc == SC_REG_OK && reg->owner_uid == me) {
+        if (sc_registry_owner_alive(reg->hdr->owner_pid, me)) {
+            return SC_REG_OK;
         }
-        sc_registry_detach(reg);
+        own_dead = true;
     }
+    sc_registry_detach(reg);
+    /* another user's object: not a registry of ours, whatever it holds */
+    foreign = rc != SC_REG_ENOENT && !own_dead && stat(path, &st) == 0 &&
+              st.st_uid != me;
     /* where a server of ours moved when the name was another user's */
     scan_moved(name, me, consider, &mine);
     if (mine.n > 0) {
@@ -622,11 +622,8 @@ sc_registry_find(struct sc_registry *reg, const char *name, char *err,
         /* root looks at other users' servers too, but only at one that
          * is unambiguous: its object, its master and the name's uid agree */
         struct candidates any = {.only = (uid_t)-1};
-        struct stat st;
-        char path[SC_SHM_NAME_MAX + 16];
 
-        snprintf(path, sizeof(path), "/dev/shm%s", name);
-        if (stat(path, &st) == 0 && st.st_uid != 0) {
+        if (foreign) {
             consider(name, st.st_uid, &any);
         }
         scan_moved(name, (uid_t)-1, consider, &any);
@@ -638,6 +635,13 @@ sc_registry_find(struct sc_registry *reg, const char *name, char *err,
                      "name one with --shm-name", name, any.list);
             return SC_REG_ERROR;
         }
+    }
+    if (foreign) {
+        snprintf(err, errlen, "no registry found: shared memory \"%s\" "
+                 "belongs to another user (uid %lu), and no \"%s.u%lu.*\" "
+                 "of a running seatcast was found", name,
+                 (unsigned long)st.st_uid, name, (unsigned long)me);
+        return SC_REG_ENOENT;
     }
     return rc;
 }
