@@ -10,6 +10,13 @@
  *   and cost no memory: a large --max-events is cheap until used.
  * - `ready` is stored (release) last when the master has filled the
  *   header; sc_registry_attach() refuses a segment without it (acquire).
+ * - Whose an object is comes from fstat(), never from its content: /dev/shm
+ *   is world-writable (sticky), so anyone may create any name first, and
+ *   anyone may write any header into an object of their own.  Another
+ *   user's object is never removed (root could: it must not) nor trusted;
+ *   the registry moves beside it, to a name carrying our uid and 64 random
+ *   bits, created with O_EXCL.  A header's owner pid counts only if that
+ *   process is named sc-master and runs as the object's owner.
  * - The registry's files never log: messages go to the caller's buffer.
  */
 #include "shm_int.h"
