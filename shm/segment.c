@@ -226,7 +226,8 @@ judge_existing(const char *name, pid_t *pid, uid_t *uid)
 {
     struct sc_shm_header h;
     struct stat st;
-    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    /* O_NONBLOCK: a FIFO put there must not hang us */
+    int fd = shm_open(name, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
 
     *pid = 0;
     *uid = (uid_t)-1;
@@ -238,7 +239,7 @@ judge_existing(const char *name, pid_t *pid, uid_t *uid)
          * the owner, for the message, from the directory entry */
         char path[SC_SHM_NAME_MAX + 16];
         snprintf(path, sizeof(path), "/dev/shm%s", name);
-        if (stat(path, &st) == 0) {
+        if (lstat(path, &st) == 0) {
             *uid = st.st_uid;
         }
         return EX_FOREIGN;
@@ -501,8 +502,8 @@ sc_registry_attach(struct sc_registry *reg, const char *name, bool readonly,
     int fd, e;
 
     memset(reg, 0, sizeof(*reg));
-    fd = shm_open(name, readonly ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CLOEXEC,
-                  0);
+    fd = shm_open(name,
+                  (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd < 0) {
         e = errno;
         snprintf(err, errlen, "could not open shared memory \"%s\": %s", name,
@@ -615,7 +616,7 @@ sc_registry_find(struct sc_registry *reg, const char *name, char *err,
     }
     sc_registry_detach(reg);
     /* another user's object: not a registry of ours, whatever it holds */
-    foreign = rc != SC_REG_ENOENT && !own_dead && stat(path, &st) == 0 &&
+    foreign = rc != SC_REG_ENOENT && !own_dead && lstat(path, &st) == 0 &&
               st.st_uid != me;
     /* where a server of ours moved when the name was another user's */
     scan_moved(name, me, consider, &mine);

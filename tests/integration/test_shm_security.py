@@ -45,16 +45,29 @@ def as_nobody(code, data=None):
                           capture_output=True, timeout=20)
 
 
-def squat(name, data):
-    """nobody creates /dev/shm/<name> holding data (mode 0644)."""
-    p = as_nobody("import os, sys\n"
-                  "fd = os.open(%r, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "
-                  "0o644)\n"
-                  "os.write(fd, sys.stdin.buffer.read())\n" % shm_path(name),
-                  data)
+def squat(name, data, kind="file"):
+    """nobody creates /dev/shm/<name>: a file holding data (mode 0644), a
+    FIFO (an open for reading would block), or a symbolic link to a file
+    of root's.  Returns its lstat()."""
+    path = shm_path(name)
+    code = {
+        "file": "import os, sys\n"
+                "fd = os.open(%r, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "
+                "0o644)\n"
+                "os.write(fd, sys.stdin.buffer.read())\n" % path,
+        "fifo": "import os\nos.mkfifo(%r, 0o666)\n" % path,
+        "symlink": "import os\nos.symlink('/etc/passwd', %r)\n" % path,
+    }[kind]
+    p = as_nobody(code, data)
     assert p.returncode == 0, p.stderr
-    st = os.stat(shm_path(name))
+    st = os.lstat(path)
     assert st.st_uid == NOBODY
+    return st
+
+
+def same_object(a, b):
+    return (a.st_ino, a.st_mode, a.st_uid, a.st_size) == \
+        (b.st_ino, b.st_mode, b.st_uid, b.st_size)
 
 
 def read_head(path, n=4096):
@@ -124,9 +137,10 @@ async def ping(srv):
 # ------------------------------------------------------------------ #
 
 @pytest.mark.deadline(90)
+@pytest.mark.parametrize("kind", ["file", "fifo", "symlink"])
 def test_name_taken_by_another_user_registry_moves_and_stats_finds_it(
-        make_server, squat_name):
-    squat(squat_name, b"not yours\n")
+        make_server, squat_name, kind):
+    squatter = squat(squat_name, b"not yours\n", kind)
 
     # start() itself waits on `seatcast stats --shm-name squat_name`
     # until it shows this master: stats finds the moved registry
@@ -158,11 +172,12 @@ def test_name_taken_by_another_user_registry_moves_and_stats_finds_it(
     assert "belongs to another user (uid 0)" in p.stderr, p.stderr
 
     # the squatter's object is untouched, while running and after the stop
-    assert read_head(shm_path(squat_name)) == b"not yours\n"
+    assert same_object(os.lstat(shm_path(squat_name)), squatter)
     assert srv.stop() == 0
     assert not os.path.exists(shm_path(moved)), "moved segment left behind"
-    assert os.stat(shm_path(squat_name)).st_uid == NOBODY
-    assert read_head(shm_path(squat_name)) == b"not yours\n"
+    assert same_object(os.lstat(shm_path(squat_name)), squatter)
+    if kind == "file":
+        assert read_head(shm_path(squat_name)) == b"not yours\n"
 
 
 @pytest.mark.deadline(90)
