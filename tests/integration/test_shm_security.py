@@ -18,6 +18,7 @@ Run:
 
 import asyncio
 import glob
+import json
 import os
 import re
 import stat
@@ -260,3 +261,40 @@ def test_second_instance_refused_while_first_lives_beside_a_squatter(
     again = moved_name(third, squat_name)
     assert again != moved
     assert glob.glob(shm_path(squat_name) + ".u*") == [shm_path(again)]
+
+
+@pytest.mark.deadline(90)
+def test_unprivileged_server_starts_beside_a_squatter_and_root_stats_finds_it(
+        make_server, squat_name, tmp_path, seatcast_bin):
+    # the audit's case: seatcast runs as an ordinary user (here `daemon`,
+    # uid 1), nobody created the name first; before, it exited 2 with
+    # "could not remove stale shared memory: Permission denied"
+    squat(squat_name, b"first!\n")
+    wrapper = tmp_path / "seatcast-as-daemon"
+    wrapper.write_text("#!/bin/sh\nexec setpriv --reuid=1 --regid=1 "
+                       "--clear-groups %s \"$@\"\n" % seatcast_bin)
+    wrapper.chmod(0o755)
+
+    # start() waits on the wrapper's stats: daemon's own lookup
+    srv = make_server(workers=1, shm_name=squat_name, binary=str(wrapper))
+    with open("/proc/%d/status" % srv.master_pid) as f:
+        assert re.search(r"^Uid:\s+1\s+1\s", f.read(), re.M)
+    m = re.search(r"shared memory \"%s\" belongs to another user \(uid %d\), "
+                  r"not to seatcast \(uid 1\): the registry is \"(%s\.u1\."
+                  r"[0-9a-f]{16})\"" % (re.escape(squat_name), NOBODY,
+                                        re.escape(squat_name)), srv.log())
+    assert m, srv.log_tail()
+    moved = m.group(1)
+    real = os.stat(shm_path(moved))
+    assert real.st_uid == 1 and stat.S_IMODE(real.st_mode) == 0o600
+    asyncio.run(ping(srv))
+
+    # root, with no registry of its own there, finds the one live server
+    p = run_seatcast(["stats", "--json", "--shm-name", squat_name],
+                     secret=None, timeout=15)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(p.stdout)
+    assert st["owner_pid"] == srv.master_pid and st["shm_name"] == moved
+    assert read_head(shm_path(squat_name)) == b"first!\n"
+    assert srv.stop() == 0
+    assert not os.path.exists(shm_path(moved))
