@@ -286,7 +286,8 @@ scan_moved(const char *base, uid_t only_uid, moved_fn fn, void *arg)
         char *end;
         struct stat st;
 
-        if (strncmp(p, base + 1, blen) != 0 || strncmp(p + blen, ".u", 2)) {
+        if (strncmp(p, base + 1, blen) != 0 ||
+            strncmp(p + blen, ".u", 2) != 0) {
             continue;
         }
         p += blen + 2;
@@ -439,7 +440,8 @@ sc_registry_create(struct sc_registry *reg, const char *name,
         case EX_OURS:
             break;
         }
-        if (pid != 0 && pid != owner && sc_registry_owner_alive(pid, geteuid())) {
+        if (pid != 0 && pid != owner &&
+            sc_registry_owner_alive(pid, geteuid())) {
             *live_pid = pid;
             snprintf(err, errlen, "shared memory \"%s\" belongs to a running "
                      "seatcast master (pid %d)", name, (int)pid);
