@@ -847,6 +847,71 @@ START_TEST(create_beside_another_users_object)
 END_TEST
 
 /*
+ * find(): the name itself when its master lives; else the newest moved
+ * one of ours with a live master; else the name's last state; never a
+ * moved one tagged with another uid, nor one with a dead master.
+ */
+START_TEST(find_prefers_a_live_master)
+{
+    struct sc_registry own, m1, m2, bad, r;
+    char name[64], n1[128], n2[128], nbad[128], err[512];
+    int h1, h2;
+    pid_t s1 = spawn_sleeper("sc-master", &h1);
+    pid_t s2 = spawn_sleeper("sc-master", &h2), live;
+    bool replaced;
+
+    shm_name(name, sizeof(name));
+    snprintf(n1, sizeof(n1), "%s.u%lu.00000000000000a1", name,
+             (unsigned long)geteuid());
+    snprintf(n2, sizeof(n2), "%s.u%lu.00000000000000b2", name,
+             (unsigned long)geteuid());
+    snprintf(nbad, sizeof(nbad), "%s.u%lu.00000000000000c3", name,
+             (unsigned long)geteuid() + 1);
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)),
+                     SC_REG_ENOENT);
+    ck_assert_int_eq(
+        create_as(&own, name, dead_pid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&m1, n1, s1, &live, &replaced, err, sizeof(err)), SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&bad, nbad, s1, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&m2, n2, s2, &live, &replaced, err, sizeof(err)), SC_REG_OK);
+    m2.hdr->start_time_ms = m1.hdr->start_time_ms + 1000;
+    bad.hdr->start_time_ms = m1.hdr->start_time_ms + 2000;
+
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, n2); /* the newest live one */
+    sc_registry_detach(&r);
+    close(h2);
+    ck_assert(exited_ok(reap(s2)));
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, n1);
+    sc_registry_detach(&r);
+    close(h1);
+    ck_assert(exited_ok(reap(s1)));
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, name); /* last state of the name itself */
+    sc_registry_detach(&r);
+
+    /* a live master under the name itself wins over everything */
+    s1 = spawn_sleeper("sc-master", &h1);
+    own.hdr->owner_pid = s1;
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, name);
+    sc_registry_detach(&r);
+    close(h1);
+    ck_assert(exited_ok(reap(s1)));
+    destroy(&m1, n1);
+    destroy(&m2, n2);
+    destroy(&bad, nbad);
+    destroy(&own, name);
+}
+END_TEST
+
+/*
  * Fakes: a registry-shaped object of another user whose owner is a
  * process of that user named sc-master does not stop a start (it moves);
  * nor does a segment of ours whose owner pid now belongs to such a
@@ -855,7 +920,7 @@ END_TEST
 START_TEST(fake_masters_do_not_hold_the_name)
 {
     struct sc_registry a, b;
-    char name[64], path[96], err[512];
+    char name[64], tagged[96], path[128], err[512];
     int hold;
     pid_t fake, live;
     bool replaced;
@@ -895,6 +960,18 @@ START_TEST(fake_masters_do_not_hold_the_name)
     ck_assert_int_eq(live, 0);
     destroy(&b, b.name);
     sc_registry_unlink(name);
+
+    /* theirs under a moved name tagged with our uid: find() ignores it */
+    snprintf(tagged, sizeof(tagged), "%s.u0.00000000000000d4", name);
+    snprintf(path, sizeof(path), "/dev/shm%s", tagged);
+    ck_assert_int_eq(
+        create_as(&a, tagged, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)),
+                     SC_REG_ENOENT);
+    sc_registry_unlink(tagged);
     close(hold);
     ck_assert(exited_ok(reap(fake)));
 }
@@ -2166,6 +2243,7 @@ registry_suite(void)
     tcase_add_test(ta, owner_alive_checks_uid);
     tcase_add_test(ta, create_beside_another_users_object);
     tcase_add_test(ta, fake_masters_do_not_hold_the_name);
+    tcase_add_test(ta, find_prefers_a_live_master);
     tcase_add_test(ta, create_over_foreign_segment);
     suite_add_tcase(s, ta);
 
