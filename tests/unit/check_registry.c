@@ -959,6 +959,26 @@ START_TEST(fake_masters_do_not_hold_the_name)
     ck_assert(b.moved);
     ck_assert_int_eq(live, 0);
     destroy(&b, b.name);
+
+    /* root with no live registry of its own reads the one of another
+     * user whose master runs as that user; with two such, none */
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(b.name, name);
+    ck_assert_uint_eq(b.owner_uid, 65534);
+    sc_registry_detach(&b);
+    snprintf(tagged, sizeof(tagged), "%s.u65534.00000000000000e5", name);
+    ck_assert_int_eq(
+        create_as(&a, tagged, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    snprintf(path, sizeof(path), "/dev/shm%s", tagged);
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)),
+                     SC_REG_ERROR);
+    ck_assert_msg(strstr(err, "several") != NULL &&
+                      strstr(err, tagged) != NULL,
+                  "%s", err);
+    sc_registry_unlink(tagged);
     sc_registry_unlink(name);
 
     /* theirs under a moved name tagged with our uid: find() ignores it */
