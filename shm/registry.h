@@ -99,9 +99,9 @@ int sc_shm_layout(const struct sc_shm_params *params,
  *   with the owner's pid in *live_pid.  Otherwise it is stale: unlinked
  *   and replaced; *replaced is set.
  * - another user's: never removed, never trusted.  The registry moves to
- *   "<name>.u<euid>.<16 hex random>" (reg->moved, reg->foreign_uid), after
- *   the same check on the moved names of ours already there (a live
- *   master's: SC_REG_ELIVE; stale ones are unlinked).
+ *   "<name>.u<euid>.<16 hex random>" (reg->moved, reg->foreign_uid).
+ * First of all, the moved names of ours already there get the same check
+ * (a live master's: SC_REG_ELIVE; stale ones are unlinked).
  * reg->name is the name actually created.  Returns SC_REG_OK or an
  * SC_REG_* error with a message in err.  Master only.
  */

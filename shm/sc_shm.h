@@ -171,7 +171,7 @@ struct sc_shm_header {
     int32_t owner_pid;
     uint32_t worker_slot_size;
     int64_t start_time_ms;
-    char name[64];   /* shm name */
+    char name[64];   /* shm name, cut to fit: display only */
     char listen[160]; /* first listener, for display */
 
     /* published state */
