@@ -27,10 +27,19 @@
 
 extern const uint32_t sc_lat_bounds_ms[SC_LAT_BUCKETS];
 
+/* Longest shm name, "/" included (NAME_MAX for the file in /dev/shm). */
+#define SC_SHM_NAME_MAX 255
+
 struct sc_registry {
     struct sc_shm_header *hdr; /* the mapping, owned; NULL if none */
     size_t size;               /* bytes mapped */
     bool readonly;
+    uid_t owner_uid;           /* who owns the object (fstat) */
+    char name[SC_SHM_NAME_MAX + 1]; /* the object's real name */
+    /* create: the requested name was held by an object of another user
+     * (foreign_uid), so the registry moved to `name` (see below) */
+    bool moved;
+    uid_t foreign_uid;
 };
 
 struct sc_shm_params {
@@ -82,11 +91,19 @@ int sc_shm_layout(const struct sc_shm_params *params,
                   struct sc_shm_header *hdr);
 
 /*
- * Creates segment `name` (e.g. "/seatcast-3000") for owner pid `owner`.
- * An existing segment whose owner is alive is never taken over:
- * SC_REG_ELIVE, with the owner's pid in *live_pid.  A stale one (owner
- * gone) is unlinked and replaced; *replaced is set.  Returns SC_REG_OK or
- * an SC_REG_* error with a message in err.  Master only.
+ * Creates segment `name` (e.g. "/seatcast-3000") for owner pid `owner`,
+ * mode 0600, with O_EXCL.  An existing object is judged by its owner
+ * (fstat):
+ * - ours (our euid): if its header names a live master of our uid
+ *   (sc_registry_owner_alive), it is never taken over: SC_REG_ELIVE,
+ *   with the owner's pid in *live_pid.  Otherwise it is stale: unlinked
+ *   and replaced; *replaced is set.
+ * - another user's: never removed, never trusted.  The registry moves to
+ *   "<name>.u<euid>.<16 hex random>" (reg->moved, reg->foreign_uid).
+ * First of all, the moved names of ours already there get the same check
+ * (a live master's: SC_REG_ELIVE; stale ones are unlinked).
+ * reg->name is the name actually created.  Returns SC_REG_OK or an
+ * SC_REG_* error with a message in err.  Master only.
  */
 int sc_registry_create(struct sc_registry *reg, const char *name,
                        const struct sc_shm_params *params, pid_t owner,
@@ -95,10 +112,28 @@ int sc_registry_create(struct sc_registry *reg, const char *name,
 
 /*
  * Maps an existing segment, read-only or read-write, and checks magic,
- * version and sizes.  SC_REG_ENOENT if absent, SC_REG_EVERSION if foreign.
+ * version, sizes and `ready`.  SC_REG_ENOENT if absent, SC_REG_EVERSION
+ * if not a seatcast registry.  Sets reg->name and reg->owner_uid; whose
+ * it is and whether its master lives is the caller's to judge.
  */
 int sc_registry_attach(struct sc_registry *reg, const char *name,
                        bool readonly, char *err, size_t errlen);
+
+/*
+ * Finds, read-only, the registry a server started with --shm-name `name`
+ * uses, for a caller of euid E (`seatcast stats`):
+ * 1. `name` itself, if owned by E and its master (of uid E) is alive;
+ * 2. else the newest "<name>.u<E>.*" owned by E, complete (`ready`) and
+ *    with a live master of uid E (where a server moved when `name` was
+ *    held by another user);
+ * 3. else `name` owned by E whatever its master (its last state);
+ * 4. else, for root only, the one registry of another uid U, `name` or
+ *    "<name>.u<U>.*", owned by U with a live master of uid U; several
+ *    such: SC_REG_ERROR naming them.
+ * Otherwise the error of attaching `name` (SC_REG_ENOENT if absent).
+ */
+int sc_registry_find(struct sc_registry *reg, const char *name, char *err,
+                     size_t errlen);
 
 /* Unmaps (NULL-safe on an empty registry). */
 void sc_registry_detach(struct sc_registry *reg);
@@ -106,8 +141,12 @@ void sc_registry_detach(struct sc_registry *reg);
 /* Removes the name; the mapping stays valid for those who hold it. */
 int sc_registry_unlink(const char *name);
 
-/* True if pid looks like a live seatcast master (kill(pid, 0), comm). */
-bool sc_registry_owner_alive(pid_t pid);
+/*
+ * True if pid is a live seatcast master running as uid: it exists, its
+ * name (comm) is sc-master and its effective uid (/proc/PID/status) is
+ * uid.  Anything that cannot be confirmed is not a live master.
+ */
+bool sc_registry_owner_alive(pid_t pid, uid_t uid);
 
 struct sc_worker_slot *sc_registry_worker(const struct sc_registry *reg,
                                           unsigned w);

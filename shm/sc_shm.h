@@ -23,6 +23,13 @@
  *   | revoked jti set    |  64-bit hashes of revoked token ids
  *   +--------------------+ total_size
  *
+ * Ownership.  The segment is created 0600 with O_EXCL, so only its user
+ * reads or writes it.  An existing object is judged by fstat(): one of
+ * another user is never removed nor trusted, whatever its header says
+ * (the master then creates "<name>.u<uid>.<random hex>", which `stats`
+ * finds: sc_registry_find); a live master is a process named sc-master
+ * whose effective uid is the segment owner's.
+ *
  * The code: segment.c (layout, create, attach), tables.c (events, users,
  * revoked ids), ring.c (the broadcast ring), repair.c (repair, audit,
  * totals); registry.h is the interface, sc_counters.h the worker
@@ -164,7 +171,7 @@ struct sc_shm_header {
     int32_t owner_pid;
     uint32_t worker_slot_size;
     int64_t start_time_ms;
-    char name[64];   /* shm name */
+    char name[64];   /* shm name, cut to fit: display only */
     char listen[160]; /* first listener, for display */
 
     /* published state */

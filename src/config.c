@@ -440,8 +440,8 @@ check_shm_name(const char *v)
     if (v[0] != '/' || v[1] == '\0' || strchr(v + 1, '/') != NULL) {
         return "must be \"/\" and a name without \"/\"";
     }
-    if (strlen(v) > 250) {
-        return "too long (max 250 bytes)";
+    if (strlen(v) > 220) {
+        return "too long (max 220 bytes)";
     }
     return NULL;
 }

@@ -757,7 +757,17 @@ create_registry(struct master *m)
         sc_log(SC_LOG_WARN, "replaced stale shared memory \"%s\" left by a "
                "seatcast that is no longer running", m->cfg->shm_name);
     }
-    sc_log(SC_LOG_DEBUG, "registry \"%s\": %llu bytes", m->cfg->shm_name,
+    if (m->reg.moved) {
+        /* another user holds the name: never removed, never trusted */
+        sc_log(SC_LOG_WARN, "shared memory \"%s\" belongs to another user "
+               "(uid %ld), not to seatcast (uid %lu): the registry is \"%s\" "
+               "instead; \"seatcast stats --shm-name %s\" finds it",
+               m->cfg->shm_name,
+               m->reg.foreign_uid == (uid_t)-1 ? -1L
+                                               : (long)m->reg.foreign_uid,
+               (unsigned long)geteuid(), m->reg.name, m->cfg->shm_name);
+    }
+    sc_log(SC_LOG_DEBUG, "registry \"%s\": %llu bytes", m->reg.name,
            (unsigned long long)m->reg.hdr->total_size);
     return 0;
 }
@@ -881,7 +891,7 @@ sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
     }
     if (open_listeners(&m) != 0) {
         close_listeners(&m);
-        sc_registry_unlink(cfg->shm_name);
+        sc_registry_unlink(m.reg.name);
         return 2;
     }
     if (cfg->pid_file[0] &&
@@ -889,7 +899,7 @@ sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
         sc_log(SC_LOG_ERR, "could not write pid file \"%s\": %s",
                cfg->pid_file, strerror(errno));
         close_listeners(&m);
-        sc_registry_unlink(cfg->shm_name);
+        sc_registry_unlink(m.reg.name);
         return 2;
     }
     for (unsigned w = 0; w < m.nworkers; w++) {
@@ -901,7 +911,7 @@ sc_master_run(struct sc_config *cfg, struct sc_jwt_keys **keys, int argc,
         }
     }
     sc_log(SC_LOG_INFO, "seatcast %s starting: %u workers, registry \"%s\"",
-           SC_VERSION, m.nworkers, cfg->shm_name);
+           SC_VERSION, m.nworkers, m.reg.name);
     if (spawn_listener(&m) != 0) {
         status = 1;
         goto out;
@@ -931,7 +941,7 @@ out:
     if (m.reload_fd >= 0) {
         close(m.reload_fd);
     }
-    sc_registry_unlink(cfg->shm_name);
+    sc_registry_unlink(m.reg.name);
     sc_registry_detach(&m.reg);
     sc_jwt_keys_free(*keys);
     *keys = NULL;

@@ -109,7 +109,7 @@ registry_json(const struct sc_registry *reg)
     cJSON *root = cJSON_CreateObject(), *workers, *tot;
 
     sc_registry_totals(reg, &t);
-    cJSON_AddStringToObject(root, "shm_name", h->name);
+    cJSON_AddStringToObject(root, "shm_name", reg->name);
     NUM(root, "version", h->version);
     NUM(root, "owner_pid", h->owner_pid);
     NUM(root, "start_time_ms", h->start_time_ms);
@@ -152,7 +152,7 @@ print_text(const struct sc_registry *reg)
     struct sc_totals t;
 
     sc_registry_totals(reg, &t);
-    printf("seatcast registry %s (master pid %d, listen %s)\n", h->name,
+    printf("seatcast registry %s (master pid %d, listen %s)\n", reg->name,
            h->owner_pid, h->listen);
     printf("connections %llu  clients %llu  subscriptions %llu  "
            "events %llu/%u (watched %llu)\n",
@@ -256,16 +256,16 @@ sc_stats_main(int argc, char **argv)
         snprintf(name, sizeof(name), "%s", cfg->shm_name);
     }
     free(cfg);
-    rc = sc_registry_attach(&reg, name, true, err, sizeof(err));
+    rc = sc_registry_find(&reg, name, err, sizeof(err));
     if (rc != SC_REG_OK) {
         fprintf(stderr, "seatcast stats: %s%s\n", err,
                 rc == SC_REG_ENOENT ? " (is seatcast running?)" : "");
         return 1;
     }
-    if (!sc_registry_owner_alive(reg.hdr->owner_pid)) {
+    if (!sc_registry_owner_alive(reg.hdr->owner_pid, reg.owner_uid)) {
         fprintf(stderr, "seatcast stats: the master (pid %d) of \"%s\" is "
                 "not running; showing its last state\n",
-                reg.hdr->owner_pid, name);
+                reg.hdr->owner_pid, reg.name);
     }
     if (json) {
         cJSON *root = registry_json(&reg);

@@ -780,11 +780,11 @@ START_TEST(too_long_values)
     ck_assert_str_eq(c.channel, v);
 
     v[0] = '/';
-    memset(v + 1, 's', 250);
-    v[251] = '\0';
+    memset(v + 1, 's', 220);
+    v[221] = '\0';
     ck_assert_int_eq(sc_config_set(&c, "shm-name", v, err, sizeof(err)), -1);
-    ck_assert_ptr_nonnull(strstr(err, "shm-name: too long (max 250 bytes)"));
-    v[250] = '\0';
+    ck_assert_ptr_nonnull(strstr(err, "shm-name: too long (max 220 bytes)"));
+    v[220] = '\0';
     ck_assert_int_eq(sc_config_set(&c, "shm-name", v, err, sizeof(err)), 0);
     ck_assert_str_eq(c.shm_name, v);
 

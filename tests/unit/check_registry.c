@@ -148,7 +148,7 @@ exited_ok(int status)
  * killed), named comm (NULL: inherited).  Returns once the name is set.
  */
 static pid_t
-spawn_sleeper(const char *comm, int *hold_w)
+spawn_sleeper_as(const char *comm, uid_t uid, int *hold_w)
 {
     int ready[2], hold[2];
     pid_t pid;
@@ -161,6 +161,9 @@ spawn_sleeper(const char *comm, int *hold_w)
     if (pid == 0) {
         close(ready[0]);
         close(hold[1]);
+        if (uid != (uid_t)-1 && setresuid(uid, uid, uid) != 0) {
+            _exit(5);
+        }
         if (comm != NULL && prctl(PR_SET_NAME, comm, 0, 0, 0) != 0) {
             _exit(3);
         }
@@ -177,6 +180,12 @@ spawn_sleeper(const char *comm, int *hold_w)
     close(ready[0]);
     *hold_w = hold[1];
     return pid;
+}
+
+static pid_t
+spawn_sleeper(const char *comm, int *hold_w)
+{
+    return spawn_sleeper_as(comm, (uid_t)-1, hold_w);
 }
 
 /* A pid that is certainly not running: a child already reaped. */
@@ -605,7 +614,7 @@ START_TEST(stale_owner_replaced)
         SC_REG_OK);
     ck_assert(!replaced);
     atomic_store(&sc_registry_worker(&a, 0)->connections, 99);
-    ck_assert(!sc_registry_owner_alive(dead));
+    ck_assert(!sc_registry_owner_alive(dead, geteuid()));
     ck_assert_int_eq(
         create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -629,7 +638,7 @@ START_TEST(live_master_refused)
     bool replaced = true;
 
     shm_name(name, sizeof(name));
-    ck_assert(sc_registry_owner_alive(master));
+    ck_assert(sc_registry_owner_alive(master, geteuid()));
     ck_assert_int_eq(
         create_as(&a, name, master, &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -654,7 +663,7 @@ START_TEST(live_master_refused)
     ck_assert_int_eq(kill(master, SIGKILL), 0);
     reap(master);
     close(hold);
-    ck_assert(!sc_registry_owner_alive(master));
+    ck_assert(!sc_registry_owner_alive(master, geteuid()));
     ck_assert_int_eq(
         create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
         SC_REG_OK);
@@ -687,7 +696,7 @@ START_TEST(live_non_master_is_stale)
         owner = getppid();
     }
     ck_assert_int_eq(kill(owner, 0), 0);
-    ck_assert(!sc_registry_owner_alive(owner));
+    ck_assert(!sc_registry_owner_alive(owner, geteuid()));
     shm_name(name, sizeof(name));
     ck_assert_int_eq(
         create_as(&a, name, owner, &live, &replaced, err, sizeof(err)),
@@ -711,15 +720,280 @@ START_TEST(owner_alive_cases)
     int hold;
     pid_t master;
 
-    ck_assert(!sc_registry_owner_alive(0));
-    ck_assert(!sc_registry_owner_alive(-1));
-    ck_assert(!sc_registry_owner_alive(getpid()));
-    ck_assert(!sc_registry_owner_alive(dead_pid()));
+    ck_assert(!sc_registry_owner_alive(0, geteuid()));
+    ck_assert(!sc_registry_owner_alive(-1, geteuid()));
+    ck_assert(!sc_registry_owner_alive(getpid(), geteuid()));
+    ck_assert(!sc_registry_owner_alive(dead_pid(), geteuid()));
     master = spawn_sleeper("sc-master", &hold);
-    ck_assert(sc_registry_owner_alive(master));
+    ck_assert(sc_registry_owner_alive(master, geteuid()));
     close(hold);
     ck_assert(exited_ok(reap(master)));
-    ck_assert(!sc_registry_owner_alive(master));
+    ck_assert(!sc_registry_owner_alive(master, geteuid()));
+}
+END_TEST
+
+/*
+ * A live master runs as the segment's owner: a process of another uid
+ * that calls itself sc-master is not one (SPEC 6: "an owner pid that
+ * points at a process it controls").  The second half needs root.
+ */
+START_TEST(owner_alive_checks_uid)
+{
+    int hold;
+    pid_t master = spawn_sleeper("sc-master", &hold);
+
+    ck_assert(sc_registry_owner_alive(master, geteuid()));
+    ck_assert(!sc_registry_owner_alive(master, geteuid() + 1));
+    close(hold);
+    ck_assert(exited_ok(reap(master)));
+    if (geteuid() != 0) {
+        fprintf(stderr, "owner_alive_checks_uid: not root, other uid "
+                "part skipped\n");
+        return;
+    }
+    master = spawn_sleeper_as("sc-master", 65534, &hold);
+    ck_assert(!sc_registry_owner_alive(master, 0));
+    ck_assert(sc_registry_owner_alive(master, 65534));
+    close(hold);
+    ck_assert(exited_ok(reap(master)));
+}
+END_TEST
+
+/* Creates name as an object of uid with content data; root only. */
+static void
+squat(const char *name, uid_t uid, const void *data, size_t len)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0644);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+    ck_assert_int_eq(fchown(fd, uid, uid), 0);
+    close(fd);
+}
+
+/*
+ * The name is another user's object: never removed, never trusted; the
+ * registry moves to "<name>.u<uid>.<hex>", 0600, ours; a second create
+ * sees the live master there; find() reaches it; once its master is dead
+ * the next create removes it and moves again.  Root only (chown).
+ */
+START_TEST(create_beside_another_users_object)
+{
+    struct sc_registry a, b, c;
+    char name[64], err[512], prefix[96], path[320];
+    struct stat st;
+    uint8_t back[6];
+    int hold, fd;
+    pid_t master, live;
+    bool replaced;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "create_beside_another_users_object: not root, "
+                "skipped\n");
+        return;
+    }
+    shm_name(name, sizeof(name));
+    squat(name, 65534, "squat!", 6);
+    master = spawn_sleeper("sc-master", &hold);
+    ck_assert_int_eq(
+        create_as(&a, name, master, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert(a.moved);
+    ck_assert(!replaced);
+    ck_assert_uint_eq(a.foreign_uid, 65534);
+    snprintf(prefix, sizeof(prefix), "%s.u0.", name);
+    ck_assert_msg(strncmp(a.name, prefix, strlen(prefix)) == 0, "%s", a.name);
+    ck_assert_uint_eq(strlen(a.name), strlen(prefix) + 16);
+    snprintf(path, sizeof(path), "/dev/shm%s", a.name);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    /* the squatter's object is untouched */
+    fd = shm_open(name, O_RDONLY, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(read(fd, back, sizeof(back)), 6);
+    ck_assert_int_eq(memcmp(back, "squat!", 6), 0);
+    close(fd);
+
+    /* a second instance sees the live master where it moved */
+    ck_assert_int_eq(
+        create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_ELIVE);
+    ck_assert_int_eq(live, master);
+    ck_assert_msg(strstr(err, a.name) != NULL, "%s", err);
+
+    /* stats finds it through the name it was asked for */
+    ck_assert_int_eq(sc_registry_find(&c, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(c.name, a.name);
+    ck_assert_int_eq(c.hdr->owner_pid, master);
+    sc_registry_detach(&c);
+
+    /* its master dies: the next start removes it and moves again */
+    close(hold);
+    ck_assert(exited_ok(reap(master)));
+    ck_assert_int_eq(
+        create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert(b.moved);
+    ck_assert_str_ne(b.name, a.name);
+    ck_assert_int_eq(stat(path, &st), -1);
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 65534);
+    sc_registry_detach(&a);
+    destroy(&b, b.name);
+    sc_registry_unlink(name);
+}
+END_TEST
+
+/*
+ * find(): the name itself when its master lives; else the newest moved
+ * one of ours with a live master; else the name's last state; never a
+ * moved one tagged with another uid, nor one with a dead master.
+ */
+START_TEST(find_prefers_a_live_master)
+{
+    struct sc_registry own, m1, m2, bad, r;
+    char name[64], n1[128], n2[128], nbad[128], err[512];
+    int h1, h2;
+    pid_t s1 = spawn_sleeper("sc-master", &h1);
+    pid_t s2 = spawn_sleeper("sc-master", &h2), live;
+    bool replaced;
+
+    shm_name(name, sizeof(name));
+    snprintf(n1, sizeof(n1), "%s.u%lu.00000000000000a1", name,
+             (unsigned long)geteuid());
+    snprintf(n2, sizeof(n2), "%s.u%lu.00000000000000b2", name,
+             (unsigned long)geteuid());
+    snprintf(nbad, sizeof(nbad), "%s.u%lu.00000000000000c3", name,
+             (unsigned long)geteuid() + 1);
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)),
+                     SC_REG_ENOENT);
+    ck_assert_int_eq(
+        create_as(&own, name, dead_pid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&m1, n1, s1, &live, &replaced, err, sizeof(err)), SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&bad, nbad, s1, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert_int_eq(
+        create_as(&m2, n2, s2, &live, &replaced, err, sizeof(err)), SC_REG_OK);
+    m2.hdr->start_time_ms = m1.hdr->start_time_ms + 1000;
+    bad.hdr->start_time_ms = m1.hdr->start_time_ms + 2000;
+
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, n2); /* the newest live one */
+    sc_registry_detach(&r);
+    close(h2);
+    ck_assert(exited_ok(reap(s2)));
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, n1);
+    sc_registry_detach(&r);
+    close(h1);
+    ck_assert(exited_ok(reap(s1)));
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, name); /* last state of the name itself */
+    sc_registry_detach(&r);
+
+    /* a live master under the name itself wins over everything */
+    s1 = spawn_sleeper("sc-master", &h1);
+    own.hdr->owner_pid = s1;
+    ck_assert_int_eq(sc_registry_find(&r, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(r.name, name);
+    sc_registry_detach(&r);
+    close(h1);
+    ck_assert(exited_ok(reap(s1)));
+    destroy(&m1, n1);
+    destroy(&m2, n2);
+    destroy(&bad, nbad);
+    destroy(&own, name);
+}
+END_TEST
+
+/*
+ * Fakes: a registry-shaped object of another user whose owner is a
+ * process of that user named sc-master does not stop a start (it moves);
+ * nor does a segment of ours whose owner pid now belongs to such a
+ * process (replaced).  Root only.
+ */
+START_TEST(fake_masters_do_not_hold_the_name)
+{
+    struct sc_registry a, b;
+    char name[64], tagged[96], path[128], err[512];
+    int hold;
+    pid_t fake, live;
+    bool replaced;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "fake_masters_do_not_hold_the_name: not root, "
+                "skipped\n");
+        return;
+    }
+    fake = spawn_sleeper_as("sc-master", 65534, &hold);
+    shm_name(name, sizeof(name));
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+
+    /* ours, owner pid pointing at their sc-master: stale */
+    ck_assert_int_eq(
+        create_as(&a, name, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    ck_assert_int_eq(
+        create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert(replaced);
+    ck_assert(!b.moved);
+    ck_assert_int_eq(live, 0);
+    sc_registry_detach(&b);
+
+    /* theirs, a complete header naming their sc-master: not trusted */
+    ck_assert_int_eq(
+        create_as(&a, name, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(
+        create_as(&b, name, getpid(), &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    ck_assert(b.moved);
+    ck_assert_int_eq(live, 0);
+    destroy(&b, b.name);
+
+    /* root with no live registry of its own reads the one of another
+     * user whose master runs as that user; with two such, none */
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)), SC_REG_OK);
+    ck_assert_str_eq(b.name, name);
+    ck_assert_uint_eq(b.owner_uid, 65534);
+    sc_registry_detach(&b);
+    snprintf(tagged, sizeof(tagged), "%s.u65534.00000000000000e5", name);
+    ck_assert_int_eq(
+        create_as(&a, tagged, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    snprintf(path, sizeof(path), "/dev/shm%s", tagged);
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)),
+                     SC_REG_ERROR);
+    ck_assert_msg(strstr(err, "several") != NULL &&
+                      strstr(err, tagged) != NULL,
+                  "%s", err);
+    sc_registry_unlink(tagged);
+    sc_registry_unlink(name);
+
+    /* theirs under a moved name tagged with our uid: find() ignores it */
+    snprintf(tagged, sizeof(tagged), "%s.u0.00000000000000d4", name);
+    snprintf(path, sizeof(path), "/dev/shm%s", tagged);
+    ck_assert_int_eq(
+        create_as(&a, tagged, fake, &live, &replaced, err, sizeof(err)),
+        SC_REG_OK);
+    sc_registry_detach(&a);
+    ck_assert_int_eq(chown(path, 65534, 65534), 0);
+    ck_assert_int_eq(sc_registry_find(&b, name, err, sizeof(err)),
+                     SC_REG_ENOENT);
+    sc_registry_unlink(tagged);
+    close(hold);
+    ck_assert(exited_ok(reap(fake)));
 }
 END_TEST
 
@@ -1988,6 +2262,10 @@ registry_suite(void)
     tcase_add_test(ta, live_master_refused);
     tcase_add_loop_test(ta, live_non_master_is_stale, 0, 3);
     tcase_add_test(ta, owner_alive_cases);
+    tcase_add_test(ta, owner_alive_checks_uid);
+    tcase_add_test(ta, create_beside_another_users_object);
+    tcase_add_test(ta, fake_masters_do_not_hold_the_name);
+    tcase_add_test(ta, find_prefers_a_live_master);
     tcase_add_test(ta, create_over_foreign_segment);
     suite_add_tcase(s, ta);
 
