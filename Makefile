@@ -94,6 +94,7 @@ check: deps
 	$(MAKE) integration-asan
 	$(MAKE) mutants
 	$(MAKE) bench-smoke
+	$(MAKE) bench-onsale-smoke
 
 unit-bins: $(UNIT_BIN)
 
