@@ -23,7 +23,7 @@ export const env = {
 };
 export const live = Boolean(env.bin && env.db);
 
-const SECRET = 'client-test-secret';
+const SECRET = 'client-test-secret-0123456789abcdef0123456789abcdef';
 
 function cleanEnv(extra = {}) {
   const out = {};
