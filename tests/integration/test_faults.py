@@ -1488,6 +1488,7 @@ def test_malformed_notify_payloads_are_logged_counted_and_harmless(
     assert healthz(srv)[0] == 200
 
 
+@notify_only
 @pytest.mark.deadline(120)
 def test_standby_is_refused(make_server, tmp_path):
     """SPEC 7: seatcast needs the primary (a standby cannot LISTEN).  A
@@ -1603,6 +1604,7 @@ class NotificationDroppingProxy:
                 pass
 
 
+@notify_only
 @pytest.mark.deadline(90)
 def test_listen_probe_names_a_path_that_loses_notifications(db, make_server):
     """The LISTEN round-trip probe (listener.c: LISTEN and NOTIFY a

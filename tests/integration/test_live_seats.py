@@ -293,6 +293,7 @@ def test_subscribe_snapshot_and_unsubscribe(db, make_server):
     run(body())
 
 
+@notify_only
 @pytest.mark.deadline(60)
 def test_channel_option_is_listened_on(db, make_server):
     """--channel NAME: the listener LISTENs on NAME, the channel the
