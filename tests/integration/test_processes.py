@@ -137,6 +137,11 @@ def test_kernel_send_buffer_per_client_is_capped(make_server):
     srv = make_server(workers=1)
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     try:
+        # the worker sets the buffer when it takes the socket, before it
+        # counts it: until then the master's accepted socket is autotuned
+        wait_for(lambda: srv.stats()["totals"]["connections"] == 1, 10,
+                 "the worker to take the connection")
+
         def tb():
             out = subprocess.run(
                 ["ss", "-tmnH", "state", "established",
