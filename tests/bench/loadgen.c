@@ -505,29 +505,33 @@ phase_expected(struct run *r, struct phase *ph)
     }
 }
 
-/* Waits until every checked connection has every committed booking's
- * two messages, or nothing came for --drain-timeout; -1 if a client died. */
+/* Sum of one progress counter over the clients. */
+#define PROG_SUM(r, field)                                                     \
+    ({                                                                         \
+        uint64_t sum_ = 0;                                                     \
+        for (uint32_t k_ = 0; k_ < (r)->lg.nprocs; k_++) {                     \
+            sum_ += atomic_load_explicit(&(r)->lg.stats[k_].field,            \
+                                         memory_order_relaxed);                \
+        }                                                                      \
+        sum_;                                                                  \
+    })
+
+/*
+ * Waits until done(r, arg) holds, or no client frame came for
+ * --drain-timeout; -1 if a client died.  Shared by the phases and the
+ * onsale, which differ only in what "everything arrived" means.
+ */
 static int
-phase_drain(struct run *r, struct phase *ph)
+drain(struct run *r, bool (*done)(struct run *, void *), void *arg)
 {
     uint64_t last_frames = UINT64_MAX;
     int64_t quiet_since = mono_ns();
 
     for (;;) {
-        uint64_t frames = 0, updates = 0, created = 0;
+        uint64_t frames = PROG_SUM(r, prog_frames);
         int64_t now = mono_ns();
 
-        for (uint32_t k = 0; k < r->lg.nprocs; k++) {
-            struct lg_stats *st = &r->lg.stats[k];
-
-            frames +=
-                atomic_load_explicit(&st->prog_frames, memory_order_relaxed);
-            updates +=
-                atomic_load_explicit(&st->prog_updates, memory_order_relaxed);
-            created +=
-                atomic_load_explicit(&st->prog_created, memory_order_relaxed);
-        }
-        if (updates >= ph->expected && created >= ph->expected) {
+        if (done(r, arg)) {
             return 0;
         }
         if (frames != last_frames) {
@@ -541,6 +545,22 @@ phase_drain(struct run *r, struct phase *ph)
         }
         sleep_ms(1);
     }
+}
+
+/* Every checked connection has every committed booking's two messages. */
+static bool
+phase_done(struct run *r, void *arg)
+{
+    const struct phase *ph = arg;
+
+    return PROG_SUM(r, prog_updates) >= ph->expected &&
+           PROG_SUM(r, prog_created) >= ph->expected;
+}
+
+static int
+phase_drain(struct run *r, struct phase *ph)
+{
+    return drain(r, phase_done, ph);
 }
 
 /* Adds up the clients' phase figures. */
@@ -693,44 +713,22 @@ run_phase(struct run *r, struct phase *ph, const char *name, uint32_t count,
 /* ------------------------------------------------------------------ */
 /* Onsale                                                               */
 
-/* Waits until every subscriber's seat_update shows the last booking and
- * the "bookings" add up, or nothing came for --drain-timeout; -1 if a
- * client died. */
+/* Every subscriber's seat_update shows the last booking and the
+ * "bookings" fields add up. */
+static bool
+onsale_done(struct run *r, void *arg)
+{
+    const struct onsale *os = arg;
+
+    return os->committed == os->count &&
+           PROG_SUM(r, prog_final) >= os->conns &&
+           PROG_SUM(r, prog_bookings) >= (uint64_t)os->conns * os->committed;
+}
+
 static int
 onsale_drain(struct run *r, struct onsale *os)
 {
-    uint64_t last_frames = UINT64_MAX;
-    int64_t quiet_since = mono_ns();
-
-    for (;;) {
-        uint64_t frames = 0, final = 0, bookings = 0;
-        int64_t now = mono_ns();
-
-        for (uint32_t k = 0; k < r->lg.nprocs; k++) {
-            struct lg_stats *st = &r->lg.stats[k];
-
-            frames +=
-                atomic_load_explicit(&st->prog_frames, memory_order_relaxed);
-            final +=
-                atomic_load_explicit(&st->prog_final, memory_order_relaxed);
-            bookings +=
-                atomic_load_explicit(&st->prog_bookings, memory_order_relaxed);
-        }
-        if (os->committed == os->count && final >= os->conns &&
-            bookings >= (uint64_t)os->conns * os->committed) {
-            return 0;
-        }
-        if (frames != last_frames) {
-            last_frames = frames;
-            quiet_since = now;
-        } else if (now - quiet_since > (int64_t)(r->lg.o.drain_timeout * 1e9)) {
-            return 0;
-        }
-        if (!clients_alive(r)) {
-            return -1;
-        }
-        sleep_ms(1);
-    }
+    return drain(r, onsale_done, os);
 }
 
 /* Adds up the clients' onsale figures. */
