@@ -10,6 +10,8 @@ Each test reproduces an attack an audit found against an earlier build
     toward --max-connections, so one address cannot hold more.
 """
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -124,14 +126,27 @@ def test_replies_count_toward_the_send_buffer_limit(make_server):
     answered with a pong message): past --send-buffer-limit the client is
     closed with 1008 Slow consumer, like one that does not read
     broadcasts, while other clients are served."""
-    srv = make_server(workers=1, args=["--send-buffer-limit", "64k",
+    srv = make_server(workers=1, args=["--send-buffer-limit", "32k",
                                        "--max-message-rate", "1000000"])
+    worker = srv.worker_pids()[0]
     tok = srv.token()
     c = connect_reader_less(srv, tok)
     other = RawWs.connect(srv.port, "/ws", tok)
     assert other.recv_json()["type"] == "connection_established"
-    msg = encode_frame(OP_TEXT, b'{"type":"ping"}') * 40000   # ~840 KB
-    sent = push(c.sock, msg, 10)
+    # 2 857 pings (60 KB) reach the worker in one read: it is stopped
+    # until they all wait in its socket.  Their ~160 KB of answers are
+    # more than the kernels hold (~50 KB) plus the 32 KiB limit, whatever
+    # the timing (the worker stops reading a client that is backed up, so
+    # only the answers to one read can pile up)
+    msg = encode_frame(OP_TEXT, b'{"type":"ping"}') * 2857
+    port = c.sock.getsockname()[1]
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        sent = push(c.sock, msg, 10)
+        wait_for(lambda: queues(srv.port, port)[0] == len(msg), 10,
+                 "the pings waiting unread in the worker's socket")
+    finally:
+        os.kill(worker, signal.SIGCONT)
     print("sent %d of %d bytes" % (sent, len(msg)))
     # the other client of the same worker is answered meanwhile
     other.send_text('{"type":"ping"}')
@@ -143,7 +158,7 @@ def test_replies_count_toward_the_send_buffer_limit(make_server):
     assert c.close_frame == (1008, "Slow consumer"), c.close_frame
     assert len(closes) == 1
     # the limit held: far fewer answers than requests were queued
-    assert texts < 40000 // 2
+    assert texts < 2857 // 2
     srv.wait_log(r"closing a slow consumer")
     wait_for(lambda: b"\nseatcast_slow_consumers_total 1\n" in
              srv.http_get("/metrics")[2], 10, "the slow consumer counted")
