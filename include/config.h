@@ -71,6 +71,9 @@ struct sc_config {
     uint32_t ping_interval;          /* seconds, default 30 */
     uint32_t handshake_timeout;      /* seconds, default 10 */
     uint64_t send_buffer_limit;      /* bytes, default 1 MiB */
+    uint32_t max_lag;                /* ms an event's changes may wait in a
+                                        worker before they merge, default
+                                        100; 0 = never merge */
     uint32_t shutdown_timeout;       /* seconds, default 10 */
     char shm_name[256];              /* default "/seatcast-PORT" */
     int log_level;                   /* SC_LOG_* of log.h, default info */

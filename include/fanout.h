@@ -10,6 +10,13 @@
  * the worker, and resynchronises from the event table when the ring has
  * overrun the worker (docs/PROTOCOL.md section 6).
  *
+ * Surges (--max-lag): when a change of an event has waited in the ring
+ * longer than max_lag ms before this worker read it, that change and the
+ * event's later changes of the batch are merged: one booking_created and
+ * one booking_cancelled carrying "bookings": N and the newest count, then
+ * one seat_update.  A drain then costs a few frames per subscriber
+ * however many bookings it read.
+ *
  * Loop glue, one worker process.  It knows nothing of sockets: frames go
  * to a connection through the hooks in sc_fanout_ops, and a connection's
  * side of its subscriptions is the struct sc_follower embedded in it.
@@ -46,11 +53,26 @@ struct sc_follower {
     uint16_t nsubs;
 };
 
-/* One change waiting in a batch: its frames, shared by all subscribers. */
+/* One change folded into a merge, with the merge's sums up to it. */
+struct sc_merge_step {
+    int64_t version;
+    uint32_t created, cancelled; /* bookings folded so far, this one in */
+};
+
+/* The changes of one event merged in a batch (--max-lag). */
+struct sc_merge {
+    struct sc_merge_step *steps; /* in version order, owned, kept */
+    uint32_t n, cap;
+    int32_t available, capacity; /* the newest */
+};
+
+/* One change waiting in a batch (its frames, shared by all subscribers),
+ * or the merge of several (merge != NULL; frames built when sent). */
 struct sc_pending {
     struct sc_wevent *ev;  /* NULL once sent */
     struct sc_frame *f[2]; /* booking frame (or NULL), seat_update */
-    int64_t version;
+    int64_t version;       /* a merge: its newest */
+    struct sc_merge *merge;
 };
 
 /* The worker's view of one event some of its connections follow. */
@@ -64,6 +86,7 @@ struct sc_wevent {
     struct sc_sub *subs;          /* subscriber list */
     uint32_t nsubs;
     int64_t last_version;         /* newest version delivered */
+    struct sc_pending *merging;   /* its merge in this batch, or NULL */
 };
 
 /* How the fan-out reaches connections and the worker. */
@@ -90,6 +113,9 @@ struct sc_fanout {
     uint64_t ring_seq; /* next ring sequence to consume */
     struct sc_pending pend[SC_FANOUT_PEND_MAX]; /* this batch's changes */
     unsigned npend;
+    struct sc_merge merges[SC_FANOUT_PEND_MAX]; /* this batch's merges */
+    unsigned nmerges;
+    uint32_t max_lag; /* ms; 0 = never merge */
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     bool batching;
 };
@@ -101,6 +127,9 @@ struct sc_fanout {
 int sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
                    unsigned index, const struct sc_fanout_ops *ops,
                    void *host);
+
+/* Merge the changes of an event that waited longer than ms (0: never). */
+void sc_fanout_set_max_lag(struct sc_fanout *fan, uint32_t ms);
 
 /* Frees the index; every follower must have left (unsubscribe_all). */
 void sc_fanout_fini(struct sc_fanout *fan);

@@ -76,6 +76,11 @@ long sc_proto_seat_update(char *out, size_t cap, uint64_t event_id,
 /* cancelled = 0: booking_created, 1: booking_cancelled */
 long sc_proto_booking(char *out, size_t cap, int cancelled, uint64_t event_id,
                       int32_t available, uint64_t now_ms);
+/* The same for n bookings merged into one message (--max-lag): carries
+ * "bookings": n when n > 1. */
+long sc_proto_bookings(char *out, size_t cap, int cancelled,
+                       uint64_t event_id, int32_t available, uint32_t n,
+                       uint64_t now_ms);
 long sc_proto_pong(char *out, size_t cap, uint64_t now_ms);
 long sc_proto_stats(char *out, size_t cap, uint64_t total_clients,
                     uint64_t event_subscriptions, uint64_t now_ms);

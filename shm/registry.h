@@ -64,6 +64,7 @@ struct sc_ring_msg {
     int64_t event_id;
     int64_t version;
     int64_t commit_ms;
+    int64_t published_ms; /* CLOCK_MONOTONIC ms; set by ring_publish */
     uint32_t kind;
     int32_t available;
     int32_t capacity;

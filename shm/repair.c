@@ -101,6 +101,9 @@ sc_registry_repair_worker(struct sc_registry *reg, unsigned w)
         atomic_fetch_add_explicit(&h->retired_lat_buckets[i],
                                   atomic_exchange(&s->lat_buckets[i], 0),
                                   RELAXED);
+        atomic_fetch_add_explicit(&h->retired_wait_buckets[i],
+                                  atomic_exchange(&s->wait_buckets[i], 0),
+                                  RELAXED);
     }
     atomic_store(&s->connections, 0);
     atomic_store(&s->clients, 0);

@@ -9,6 +9,18 @@
 #include "shm_int.h"
 
 #include <string.h>
+#include <time.h>
+
+/* The publish time readers measure their wait from (every process reads
+ * the same CLOCK_MONOTONIC). */
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ------------------------------------------------------------------ */
 /* Ring                                                                 */
@@ -26,6 +38,7 @@ sc_registry_ring_publish(struct sc_registry *reg, const struct sc_ring_msg *m)
     atomic_store_explicit(&s->event_id, m->event_id, RELAXED);
     atomic_store_explicit(&s->version, m->version, RELAXED);
     atomic_store_explicit(&s->commit_ms, m->commit_ms, RELAXED);
+    atomic_store_explicit(&s->published_ms, mono_ms(), RELAXED);
     atomic_store_explicit(&s->kind, m->kind, RELAXED);
     atomic_store_explicit(&s->available, m->available, RELAXED);
     atomic_store_explicit(&s->capacity, m->capacity, RELAXED);
@@ -59,6 +72,7 @@ sc_registry_ring_read(const struct sc_registry *reg, uint64_t seq,
     out->event_id = atomic_load_explicit(&s->event_id, RELAXED);
     out->version = atomic_load_explicit(&s->version, RELAXED);
     out->commit_ms = atomic_load_explicit(&s->commit_ms, RELAXED);
+    out->published_ms = atomic_load_explicit(&s->published_ms, RELAXED);
     out->kind = atomic_load_explicit(&s->kind, RELAXED);
     out->available = atomic_load_explicit(&s->available, RELAXED);
     out->capacity = atomic_load_explicit(&s->capacity, RELAXED);

@@ -25,8 +25,9 @@
  *   stats   where `seatcast stats --json` shows it: SC_CTR_WORKER in each
  *           worker object, SC_CTR_TOTAL in "totals" (0: not shown)
  *
- * The histogram's buckets (lat_buckets[SC_LAT_BUCKETS]) are an array and
- * are folded and summed next to the table, with the same rules.
+ * The histograms' buckets (lat_buckets and wait_buckets[SC_LAT_BUCKETS])
+ * are arrays and are folded and summed next to the table, with the same
+ * rules.
  */
 #ifndef SC_COUNTERS_H
 #define SC_COUNTERS_H
@@ -58,7 +59,12 @@
     X(resyncs, "seatcast_ring_resyncs_total",                                 \
       "Times a worker fell behind the broadcast ring.", SC_CTR_WORKER)        \
     X(lat_count, NULL, "Broadcasts whose latency was measured.", 0)           \
-    X(lat_sum_us, NULL, "Sum of those latencies, microseconds.", 0)
+    X(lat_sum_us, NULL, "Sum of those latencies, microseconds.", 0)           \
+    X(merged, "seatcast_merged_changes_total",                                \
+      "Changes delivered inside merged messages (--max-lag).",                \
+      SC_CTR_WORKER | SC_CTR_TOTAL)                                           \
+    X(wait_count, NULL, "Changes whose ring wait was measured.", 0)           \
+    X(wait_sum_us, NULL, "Sum of those waits, microseconds.", 0)
 /* clang-format on */
 
 #endif /* SC_COUNTERS_H */

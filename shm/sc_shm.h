@@ -105,7 +105,7 @@
 #include "sc_counters.h"
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 7u /* 7: listener source and slot lag */
+#define SC_SHM_VERSION 8u /* 8: ring publish time, merge counters */
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -191,6 +191,7 @@ struct sc_shm_header {
     SC_WORKER_COUNTERS(SC_X)
 #undef SC_X
     _Atomic uint64_t retired_lat_buckets[SC_LAT_BUCKETS];
+    _Atomic uint64_t retired_wait_buckets[SC_LAT_BUCKETS];
     _Atomic uint64_t worker_restarts; /* master */
     _Atomic uint64_t listener_restarts; /* master */
     _Atomic uint64_t accept_drops;    /* master: fds closed, all full */
@@ -212,6 +213,7 @@ struct sc_worker_slot {
     SC_WORKER_COUNTERS(SC_X)
 #undef SC_X
     _Atomic uint64_t lat_buckets[SC_LAT_BUCKETS]; /* cumulative-free counts */
+    _Atomic uint64_t wait_buckets[SC_LAT_BUCKETS]; /* ring waits, same */
 };
 
 struct sc_listener_slot {
@@ -255,6 +257,7 @@ struct sc_ring_slot {
     _Atomic int64_t event_id;
     _Atomic int64_t version;
     _Atomic int64_t commit_ms;  /* "ts" of the payload, 0 if none */
+    _Atomic int64_t published_ms; /* CLOCK_MONOTONIC ms, when published */
     _Atomic uint32_t kind;      /* enum sc_change_kind */
     _Atomic int32_t available;
     _Atomic int32_t capacity;

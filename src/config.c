@@ -41,7 +41,7 @@
 #define OPT_LONG_ONLY 256 /* getopt values of options without a letter */
 #define DEFAULT_LISTEN "127.0.0.1:3000"
 
-enum unit { UNIT_NONE, UNIT_SECONDS, UNIT_BYTES };
+enum unit { UNIT_NONE, UNIT_SECONDS, UNIT_BYTES, UNIT_MS };
 
 struct opt;
 
@@ -125,6 +125,8 @@ static const struct opt opts[] = {
      .min = 1, .max = 86400, .unit = UNIT_SECONDS},
     {.name = "send-buffer-limit", .set = set_u64, FIELD(send_buffer_limit),
      .min = 4096, .max = 1024 * MIB, .unit = UNIT_BYTES},
+    {.name = "max-lag", .set = set_u32, FIELD(max_lag),
+     .min = 0, .max = 60000, .unit = UNIT_MS},
     {.name = "shutdown-timeout", .set = set_u32, FIELD(shutdown_timeout),
      .min = 1, .max = 86400, .unit = UNIT_SECONDS},
     {.name = "shm-name", .set = set_string, FIELD(shm_name),
@@ -175,6 +177,8 @@ static const char usage_text[] =
     "      --ping-interval=SECONDS       server ping interval [30]\n"
     "      --handshake-timeout=SECONDS   upgrade request deadline [10]\n"
     "      --send-buffer-limit=SIZE      unsent bytes per client [1M]\n"
+    "      --max-lag=MS                  merge an event's changes waiting\n"
+    "                                    longer, 0-60000, 0 = never [100]\n"
     "      --shutdown-timeout=SECONDS    graceful stop deadline [10]\n"
     "      --shm-name=NAME               registry name [/seatcast-PORT]\n"
     "      --log-level=LEVEL             error, warn, info or debug [info]\n"
@@ -185,7 +189,7 @@ static const char usage_text[] =
     "  -h, --help                        print this help and exit\n"
     "\n"
     "ADDR: HOST:PORT, [IPV6]:PORT, PORT (all IPv4) or unix:PATH.\n"
-    "SIZE: N bytes, Nk (KiB) or NM (MiB).  SECONDS: N or Ns.\n"
+    "SIZE: N bytes, Nk (KiB) or NM (MiB).  SECONDS: N or Ns.  MS: N or Nms.\n"
     "See seatcast(8) and seatcast.conf(5).\n";
 
 /* --- helpers ------------------------------------------------------------ */
@@ -315,6 +319,8 @@ parse_number(const char *s, enum unit unit, uint64_t *out)
     }
     if (unit == UNIT_SECONDS && *p == 's') {
         p++;
+    } else if (unit == UNIT_MS && p[0] == 'm' && p[1] == 's') {
+        p += 2;
     } else if (unit == UNIT_BYTES && (*p == 'k' || *p == 'K')) {
         mult = KIB;
         p++;
@@ -960,6 +966,7 @@ sc_config_defaults(struct sc_config *cfg, int ncpu)
     cfg->ping_interval = 30;
     cfg->handshake_timeout = 10;
     cfg->send_buffer_limit = MIB;
+    cfg->max_lag = 100;
     cfg->shutdown_timeout = 10;
     cfg->log_level = SC_LOG_INFO;
     cfg->log_format = SC_LOG_FORMAT_TEXT;

@@ -10,6 +10,15 @@
  * revocation sends the batch first, so that order is kept.  An event
  * whose last subscriber leaves during a batch waits on the zombie list
  * (a pending entry may still point at it) and is freed after the batch.
+ *
+ * Merging (--max-lag): the first change of an event read after waiting
+ * in the ring longer than max_lag opens a merge entry at the end of the
+ * batch, and that change and every later one of the event fold into it:
+ * the ring is in publish order, so what follows waited less, and the
+ * merge is always the event's last entry (no newer count goes out before
+ * it).  The merge keeps, per folded change, its version and the running
+ * sums, so that a subscriber whose snapshot already holds some of them
+ * gets the sums of the rest, in frames of its own.
  */
 #include "fanout.h"
 
@@ -128,10 +137,20 @@ sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
 }
 
 void
+sc_fanout_set_max_lag(struct sc_fanout *fan, uint32_t ms)
+{
+    fan->max_lag = ms;
+}
+
+void
 sc_fanout_fini(struct sc_fanout *fan)
 {
     free(fan->events);
     fan->events = NULL;
+    for (unsigned i = 0; i < SC_FANOUT_PEND_MAX; i++) {
+        free(fan->merges[i].steps);
+        fan->merges[i].steps = NULL;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -280,21 +299,42 @@ fanout(struct sc_fanout *fan, struct sc_wevent *e, struct sc_frame *f,
     }
 }
 
+/* Counts ms in one of the worker's histograms. */
+static void
+observe(_Atomic uint64_t *count, _Atomic uint64_t *sum_us,
+        _Atomic uint64_t *buckets, uint64_t ms)
+{
+    atomic_fetch_add_explicit(count, 1, RELAXED);
+    atomic_fetch_add_explicit(sum_us, ms * 1000, RELAXED);
+    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
+        if (ms <= sc_lat_bounds_ms[i]) {
+            atomic_fetch_add_explicit(&buckets[i], 1, RELAXED);
+            return;
+        }
+    }
+}
+
 static void
 record_latency(struct sc_fanout *fan, int64_t commit_ms)
 {
     struct sc_worker_slot *slot = fan->slot;
     int64_t now = (int64_t)sc_wall_ms();
-    uint64_t ms = now > commit_ms ? (uint64_t)(now - commit_ms) : 0;
 
-    atomic_fetch_add_explicit(&slot->lat_count, 1, RELAXED);
-    atomic_fetch_add_explicit(&slot->lat_sum_us, ms * 1000, RELAXED);
-    for (int i = 0; i < SC_LAT_BUCKETS; i++) {
-        if (ms <= sc_lat_bounds_ms[i]) {
-            atomic_fetch_add_explicit(&slot->lat_buckets[i], 1, RELAXED);
-            return;
-        }
-    }
+    observe(&slot->lat_count, &slot->lat_sum_us, slot->lat_buckets,
+            now > commit_ms ? (uint64_t)(now - commit_ms) : 0);
+}
+
+/* How long m waited in the ring for this worker, in ms (counted). */
+static uint64_t
+record_wait(struct sc_fanout *fan, const struct sc_ring_msg *m)
+{
+    struct sc_worker_slot *slot = fan->slot;
+    int64_t now = (int64_t)sc_mono_ms();
+    uint64_t ms = now > m->published_ms ? (uint64_t)(now - m->published_ms)
+                                        : 0;
+
+    observe(&slot->wait_count, &slot->wait_sum_us, slot->wait_buckets, ms);
+    return ms;
 }
 
 /* Every subscription to a deleted event is dropped, with `unsubscribed`. */
@@ -338,9 +378,69 @@ deliver_revoked(struct sc_fanout *fan, const struct sc_ring_msg *m)
 }
 
 /*
+ * The frames of merge m from its step `from` on (the steps before are in
+ * the subscriber's snapshot): booking_created and booking_cancelled with
+ * the sums of those steps (each only if not 0), then the seat_update.
+ * Each frame in out[] holds a reference for the caller.
+ */
+static size_t
+merge_frames(const struct sc_wevent *e, const struct sc_merge *m,
+             uint32_t from, struct sc_frame *out[3])
+{
+    char msg[SC_PROTO_MSG_MAX];
+    const struct sc_merge_step *last = &m->steps[m->n - 1];
+    uint32_t sum[2] = {last->created, last->cancelled};
+    uint64_t now = sc_wall_ms();
+    size_t k = 0;
+
+    if (from > 0) {
+        sum[0] -= m->steps[from - 1].created;
+        sum[1] -= m->steps[from - 1].cancelled;
+    }
+    for (int cancelled = 0; cancelled < 2; cancelled++) {
+        if (sum[cancelled] > 0) {
+            out[k] = sc_frame_text(
+                msg,
+                sc_proto_bookings(msg, sizeof(msg), cancelled,
+                                  (uint64_t)e->id, m->available,
+                                  sum[cancelled], now),
+                0);
+            k += out[k] != NULL;
+        }
+    }
+    out[k] = sc_frame_text(msg,
+                           sc_proto_seat_update(msg, sizeof(msg),
+                                                (uint64_t)e->id,
+                                                m->available, m->capacity,
+                                                now),
+                           e->id);
+    k += out[k] != NULL;
+    return k;
+}
+
+/* The first step of m newer than version (m->n if none is). */
+static uint32_t
+merge_step_after(const struct sc_merge *m, int64_t version)
+{
+    uint32_t lo = 0, hi = m->n;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (m->steps[mid].version > version) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+/*
  * Sends the batch's pending changes: for each event, its frames in order,
  * to each subscriber in one writev (frames already in a subscriber's
- * snapshot are left out).
+ * snapshot are left out).  An event's merge is its last entry; its frames
+ * are built once for the subscribers whose snapshot holds none of its
+ * changes, and for each other one with the sums of what it lacks.
  */
 static void
 flush_pending(struct sc_fanout *fan)
@@ -350,13 +450,18 @@ flush_pending(struct sc_fanout *fan)
 
     for (unsigned i = 0; i < fan->npend; i++) {
         struct sc_wevent *e = fan->pend[i].ev;
-        size_t n = 0;
+        const struct sc_merge *mg = NULL;
+        struct sc_frame *mf[3];
+        size_t n = 0, nmf = 0;
         if (e == NULL) {
             continue;
         }
         for (unsigned j = i; j < fan->npend; j++) {
             if (fan->pend[j].ev != e) {
                 continue;
+            }
+            if (fan->pend[j].merge != NULL) {
+                mg = fan->pend[j].merge;
             }
             for (int k = 0; k < 2; k++) {
                 if (fan->pend[j].f[k] != NULL) {
@@ -366,18 +471,42 @@ flush_pending(struct sc_fanout *fan)
             }
             fan->pend[j].ev = NULL;
         }
+        e->merging = NULL;
+        if (mg != NULL) {
+            nmf = merge_frames(e, mg, 0, mf);
+            if (mg->n > 1) {
+                atomic_fetch_add_explicit(&fan->slot->merged, mg->n, RELAXED);
+            }
+        }
         for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
-            struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX];
-            size_t m = 0;
+            struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX + 3], *own[3];
+            size_t m = 0, nown = 0;
             next = s->ev_next;
             for (size_t k = 0; k < n; k++) {
                 if (vs[k] > s->min_version) {
                     mine[m++] = fs[k];
                 }
             }
+            if (mg != NULL) {
+                uint32_t from = merge_step_after(mg, s->min_version);
+                if (from == 0) {
+                    memcpy(&mine[m], mf, nmf * sizeof(mf[0]));
+                    m += nmf;
+                } else if (from < mg->n) {
+                    nown = merge_frames(e, mg, from, own);
+                    memcpy(&mine[m], own, nown * sizeof(own[0]));
+                    m += nown;
+                }
+            }
             /* a client freed here takes only its own subscriptions;
              * emptied events wait on the zombie list */
             fan->ops->send_many(s->fol->owner, mine, m);
+            for (size_t k = 0; k < nown; k++) {
+                sc_frame_release(own[k]);
+            }
+        }
+        for (size_t k = 0; k < nmf; k++) {
+            sc_frame_release(mf[k]);
         }
     }
     for (unsigned i = 0; i < fan->npend; i++) {
@@ -385,6 +514,7 @@ flush_pending(struct sc_fanout *fan)
         sc_frame_release(fan->pend[i].f[1]);
     }
     fan->npend = 0;
+    fan->nmerges = 0;
 }
 
 /* Queues one change of e into the batch. */
@@ -400,6 +530,7 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
     p = &fan->pend[fan->npend];
     p->ev = e;
     p->version = m->version;
+    p->merge = NULL;
     p->f[0] = NULL;
     if (m->update_off > 0 && m->update_off <= m->frame_len) {
         p->f[0] = sc_frame_new(m->frame, m->update_off, 0);
@@ -410,10 +541,79 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
     fan->npend++;
 }
 
+/*
+ * Folds change m into merge p.  Out of memory, m joins the last step (the
+ * sums stay exact; only a subscriber whose snapshot falls inside that
+ * step may be told of a booking it has seen), and -1 when there is no
+ * step yet (nothing folded).
+ */
+static int
+fold(struct sc_pending *p, const struct sc_ring_msg *m)
+{
+    struct sc_merge *mg = p->merge;
+    struct sc_merge_step *st;
+
+    if (mg->n == mg->cap) {
+        uint32_t cap = mg->cap > 0 ? 2 * mg->cap : 64;
+        st = realloc(mg->steps, cap * sizeof(*st));
+        if (st != NULL) {
+            mg->steps = st;
+            mg->cap = cap;
+        } else if (mg->n == 0) {
+            return -1;
+        }
+    }
+    if (mg->n < mg->cap) {
+        mg->steps[mg->n] = mg->n > 0 ? mg->steps[mg->n - 1]
+                                     : (struct sc_merge_step){0};
+        mg->n++;
+    }
+    st = &mg->steps[mg->n - 1];
+    st->version = m->version;
+    st->created += m->kind == SC_CHANGE_BOOKING_CREATED;
+    st->cancelled += m->kind == SC_CHANGE_BOOKING_CANCELLED;
+    mg->available = m->available;
+    mg->capacity = m->capacity;
+    p->version = m->version;
+    return 0;
+}
+
+/*
+ * Merges change m of e (--max-lag): into e's merge of this batch, or a
+ * new one at the end of the batch.  -1 when it could not (out of memory;
+ * the caller queues m as it is).
+ */
+static int
+merge_change(struct sc_fanout *fan, struct sc_wevent *e,
+             const struct sc_ring_msg *m)
+{
+    struct sc_pending *p = e->merging;
+
+    if (p == NULL) {
+        if (fan->npend == SC_FANOUT_PEND_MAX) {
+            flush_pending(fan);
+        }
+        p = &fan->pend[fan->npend];
+        p->ev = e;
+        p->f[0] = p->f[1] = NULL;
+        p->merge = &fan->merges[fan->nmerges];
+        p->merge->n = 0;
+        if (fold(p, m) != 0) {
+            return -1;
+        }
+        fan->npend++;
+        fan->nmerges++;
+        e->merging = p;
+        return 0;
+    }
+    return fold(p, m);
+}
+
 static void
 deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
 {
     struct sc_wevent *e;
+    uint64_t wait;
 
     if (m->kind == SC_CHANGE_TOKEN_REVOKED) {
         flush_pending(fan); /* what came before the revocation goes first */
@@ -437,6 +637,11 @@ deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
     e->last_version = m->version;
     if (m->commit_ms > 0) {
         record_latency(fan, m->commit_ms);
+    }
+    wait = record_wait(fan, m);
+    if ((e->merging != NULL || (fan->max_lag > 0 && wait > fan->max_lag)) &&
+        merge_change(fan, e, m) == 0) {
+        return;
     }
     add_pending(fan, e, m);
 }

@@ -8,6 +8,7 @@
  */
 #include "healthz.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,26 +87,31 @@ per_worker(FILE *f, const struct sc_registry *reg, const char *name,
     }
 }
 
+/* One of the workers' histograms: buckets at offset `off` of the header's
+ * retired totals (roff) and of each worker slot (off). */
 static void
-latency(FILE *f, const struct sc_registry *reg, const struct sc_totals *t)
+histogram(FILE *f, const struct sc_registry *reg, const char *n,
+          const char *help, size_t roff, size_t off, uint64_t count,
+          uint64_t sum_us)
 {
-    struct sc_shm_header *h = reg->hdr;
     uint64_t b[SC_LAT_BUCKETS] = {0}, cum = 0;
-    uint64_t count = t->lat_count, sum_us = t->lat_sum_us;
-    const char *n = "seatcast_delivery_latency_seconds";
+    const _Atomic uint64_t *r =
+        (const _Atomic uint64_t *)((const uint8_t *)reg->hdr + roff);
 
     /* dead workers' share, folded in by the master, keeps it monotonic */
     for (int i = 0; i < SC_LAT_BUCKETS; i++) {
-        b[i] = LOAD(h->retired_lat_buckets[i]);
+        b[i] = LOAD(r[i]);
     }
     for (unsigned w = 0; w < reg->hdr->nworkers; w++) {
-        struct sc_worker_slot *s = sc_registry_worker(reg, w);
+        const _Atomic uint64_t *s =
+            (const _Atomic uint64_t *)((const uint8_t *)
+                                           sc_registry_worker(reg, w) +
+                                       off);
         for (int i = 0; i < SC_LAT_BUCKETS; i++) {
-            b[i] += LOAD(s->lat_buckets[i]);
+            b[i] += LOAD(s[i]);
         }
     }
-    fprintf(f, "# HELP %s Commit-to-socket latency of broadcasts (from the "
-               "payload's ts).\n# TYPE %s histogram\n", n, n);
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", n, help, n);
     for (int i = 0; i < SC_LAT_BUCKETS; i++) {
         cum += b[i];
         fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", n,
@@ -192,7 +198,18 @@ sc_metrics_body(const struct sc_registry *reg, size_t *len)
     per_worker(f, reg, "seatcast_worker_subscriptions",
                "Subscriptions per worker.",
                offsetof(struct sc_worker_slot, subscriptions));
-    latency(f, reg, &t);
+    histogram(f, reg, "seatcast_delivery_latency_seconds",
+              "Commit-to-socket latency of broadcasts (from the payload's "
+              "ts).",
+              offsetof(struct sc_shm_header, retired_lat_buckets),
+              offsetof(struct sc_worker_slot, lat_buckets), t.lat_count,
+              t.lat_sum_us);
+    histogram(f, reg, "seatcast_ring_wait_seconds",
+              "How long changes waited in the broadcast ring before a "
+              "worker read them (over --max-lag they merge).",
+              offsetof(struct sc_shm_header, retired_wait_buckets),
+              offsetof(struct sc_worker_slot, wait_buckets), t.wait_count,
+              t.wait_sum_us);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

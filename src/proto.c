@@ -292,14 +292,26 @@ long
 sc_proto_booking(char *out, size_t cap, int cancelled, uint64_t event_id,
                  int32_t available, uint64_t now_ms)
 {
-    char ts[25];
+    return sc_proto_bookings(out, cap, cancelled, event_id, available, 1,
+                             now_ms);
+}
+
+long
+sc_proto_bookings(char *out, size_t cap, int cancelled, uint64_t event_id,
+                  int32_t available, uint32_t n, uint64_t now_ms)
+{
+    char ts[25], count[24] = "";
 
     sc_proto_timestamp(now_ms, ts);
+    if (n > 1) {
+        snprintf(count, sizeof(count), ",\"bookings\":%u", (unsigned)n);
+    }
     return fit(snprintf(out, cap,
                         "{\"type\":\"%s\",\"eventId\":%llu,"
-                        "\"availableSeats\":%d,\"timestamp\":\"%s\"}",
+                        "\"availableSeats\":%d%s,\"timestamp\":\"%s\"}",
                         cancelled ? "booking_cancelled" : "booking_created",
-                        (unsigned long long)event_id, (int)available, ts),
+                        (unsigned long long)event_id, (int)available, count,
+                        ts),
                cap);
 }
 

@@ -240,6 +240,7 @@ apply_reload(struct sc_worker *w, int fd)
     w->cfg = r.cfg;
     r.cfg = NULL;
     sc_conn_env_set_config(&w->env, w->cfg, w->keys);
+    sc_fanout_set_max_lag(&w->fan, w->cfg->max_lag);
     sc_reload_fini(&r);
     sc_log_init(w->cfg->log_level,
                 w->cfg->log_format == SC_LOG_FORMAT_JSON);
@@ -276,6 +277,7 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
             0) {
         return -1;
     }
+    sc_fanout_set_max_lag(&w->fan, w->cfg->max_lag);
     w->env.base = w->base;
     w->env.fan = &w->fan;
     w->env.closed = conn_closed;
