@@ -1452,7 +1452,9 @@ END_TEST
 /*
  * A forked listener publishes fast into a 16-slot ring; the reader chases
  * it, resynchronising on overrun as a worker does.  Whatever read returns
- * 0 for must be exactly what was published under that sequence.
+ * 0 for must be exactly what was published under that sequence.  The
+ * writer waits (on a pipe) until the first message was read, so that a
+ * busy machine cannot leave the reader overrun every time.
  */
 START_TEST(ring_forked_writer)
 {
@@ -1460,30 +1462,39 @@ START_TEST(ring_forked_writer)
     struct sc_registry reg;
     char name[64];
     uint64_t seq = 0, ok = 0, overruns = 0;
-    int status = 0;
+    int status = 0, first[2];
     bool done = false;
     pid_t pid;
 
     shm_name(name, sizeof(name));
     create_ok(&reg, name, &small);
+    ck_assert_int_eq(pipe(first), 0);
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         struct sc_ring_msg m;
+        char c;
+        close(first[1]);
         for (uint64_t i = 0; i < N; i++) {
             make_msg(&m, i);
             if (sc_registry_ring_publish(&reg, &m) != i) {
                 _exit(2);
             }
+            if (i == 0 && read(first[0], &c, 1) != 1) {
+                _exit(3);
+            }
         }
         _exit(0);
     }
+    close(first[0]);
     for (;;) {
         struct sc_ring_msg m;
         int rc = sc_registry_ring_read(&reg, seq, &m);
         if (rc == 0) {
             assert_msg(&m, seq, seq);
-            ok++;
+            if (ok++ == 0) {
+                ck_assert_int_eq(write(first[1], "r", 1), 1);
+            }
             seq++;
         } else if (rc < 0) {
             overruns++;
@@ -1494,6 +1505,7 @@ START_TEST(ring_forked_writer)
             done = true;
         }
     }
+    close(first[1]);
     ck_assert(exited_ok(status));
     ck_assert_uint_eq(seq, N);
     ck_assert_uint_gt(ok, 0);
