@@ -106,6 +106,7 @@ static const struct field fields[] = {
     {"ping-interval", F_U32, OFF(ping_interval)},
     {"handshake-timeout", F_U32, OFF(handshake_timeout)},
     {"send-buffer-limit", F_U64, OFF(send_buffer_limit)},
+    {"max-lag", F_U32, OFF(max_lag)},
     {"shutdown-timeout", F_U32, OFF(shutdown_timeout)},
     {"shm-name", F_STR, OFF(shm_name)},
     {"log-level", F_INT, OFF(log_level)},
@@ -194,6 +195,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(c.max_message_size, 16384);
     ck_assert_uint_eq(c.max_events, 65536);
     ck_assert_uint_eq(c.ping_interval, 30);
+    ck_assert_uint_eq(c.max_lag, 100);
     ck_assert_uint_eq(c.handshake_timeout, 10);
     ck_assert_uint_eq(c.send_buffer_limit, 1048576);
     ck_assert_uint_eq(c.shutdown_timeout, 10);
@@ -315,6 +317,9 @@ static const struct good goods[] = {
     {"send-buffer-limit", "4k", "4096"},
     {"send-buffer-limit", "1M", "1048576"},
     {"send-buffer-limit", "1024M", "1073741824"},
+    {"max-lag", "0", "0"},
+    {"max-lag", "250ms", "250"},
+    {"max-lag", "60000", "60000"},
     {"shutdown-timeout", "1", "1"},
     {"shutdown-timeout", "86400s", "86400"},
     {"shm-name", "/x", "/x"},
@@ -537,6 +542,11 @@ static const struct bad bads[] = {
      "send-buffer-limit: must be between 4096 and 1073741824, got "
      "\"1025M\""},
     {"send-buffer-limit", "1g", "send-buffer-limit: not a number: \"1g\""},
+    {"max-lag", "60001",
+     "max-lag: must be between 0 and 60000, got \"60001\""},
+    {"max-lag", "1s", "max-lag: not a number: \"1s\""},
+    {"max-lag", "-1", "max-lag: not a number: \"-1\""},
+    {"max-lag", "100m", "max-lag: not a number: \"100m\""},
     {"source", "Logical", "source: must be notify or logical, got "
                           "\"Logical\""},
     {"source", "", "source: must be notify or logical, got \"\""},

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -119,9 +120,10 @@ event(int64_t id, int32_t avail, int64_t version)
     return e;
 }
 
-/* A change: the frames are "B<v>" (booking, if any) and "S<v>". */
+/* A change leaving avail seats of 100: the frames are "B<v>" (booking
+ * created) or "C<v>" (cancelled), if any, and "S<v>". */
 static void
-publish(int64_t id, uint32_t kind, int64_t version)
+publish_seats(int64_t id, uint32_t kind, int64_t version, int32_t avail)
 {
     struct sc_ring_msg m;
     int n = 0;
@@ -130,8 +132,12 @@ publish(int64_t id, uint32_t kind, int64_t version)
     m.event_id = id;
     m.version = version;
     m.kind = kind;
-    if (kind == SC_CHANGE_BOOKING_CREATED) {
-        n = snprintf((char *)m.frame, sizeof(m.frame), "B%lld",
+    m.available = avail;
+    m.capacity = 100;
+    if (kind == SC_CHANGE_BOOKING_CREATED ||
+        kind == SC_CHANGE_BOOKING_CANCELLED) {
+        n = snprintf((char *)m.frame, sizeof(m.frame), "%c%lld",
+                     kind == SC_CHANGE_BOOKING_CREATED ? 'B' : 'C',
                      (long long)version);
         m.update_off = (uint16_t)n;
     }
@@ -141,6 +147,38 @@ publish(int64_t id, uint32_t kind, int64_t version)
     }
     m.frame_len = (uint16_t)n;
     sc_registry_ring_publish(&reg, &m);
+}
+
+static void
+publish(int64_t id, uint32_t kind, int64_t version)
+{
+    publish_seats(id, kind, version, 50);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Until what was published so far has waited more than ms in the ring. */
+static void
+let_wait(int64_t ms)
+{
+    int64_t until = mono_ms() + ms + 1;
+
+    while (mono_ms() < until) {
+        usleep(200);
+    }
+}
+
+static uint64_t
+merged(void)
+{
+    return atomic_load(&sc_registry_worker(&reg, 1)->merged);
 }
 
 static uint64_t
@@ -365,6 +403,163 @@ START_TEST(resync_spares_a_fresh_snapshot)
 }
 END_TEST
 
+/* The merged frames of event 1 as the tests expect them (no timestamp). */
+#define MERGED_CREATED(avail, n)                                               \
+    "{\"type\":\"booking_created\",\"eventId\":1,\"availableSeats\":" #avail    \
+    n ",\"timestamp\":"
+#define MERGED_CANCELLED(avail, n)                                             \
+    "{\"type\":\"booking_cancelled\",\"eventId\":1,\"availableSeats\":" #avail  \
+    n ",\"timestamp\":"
+#define MERGED_SEATS(avail)                                                    \
+    "{\"type\":\"seat_update\",\"eventId\":1,\"availableSeats\":" #avail       \
+    ",\"seatCapacity\":100,\"timestamp\":"
+
+/* The frames of got, '|'-separated, into out[] (a real text frame without
+ * its 2-byte header, each cut at keep bytes): the count. */
+static int
+frames_of(const char *got, char out[][160], int max, size_t keep)
+{
+    int k = 0;
+
+    while (*got != '\0' && k < max) {
+        const char *bar = strchr(got, '|');
+        size_t len = (size_t)(bar - got);
+        const char *body = got;
+        if (len > 2 && (unsigned char)got[0] == 0x81) {
+            body += 2; /* a real text frame: skip its header */
+            len -= 2;
+        }
+        if (len > keep) {
+            len = keep;
+        }
+        memcpy(out[k], body, len);
+        out[k++][len] = '\0';
+        got = bar + 1;
+    }
+    return k;
+}
+
+START_TEST(changes_that_waited_are_merged)
+{
+    struct sc_event_entry *e = event(1, 50, 0), *e2 = event(2, 50, 0);
+    struct sc_event_state st;
+    struct fake a, other;
+    char f[8][160];
+
+    fake_init(&a);
+    fake_init(&other);
+    sc_fanout_set_max_lag(&fan, 2);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &other.fol, e2, 2, 10, &st);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 47);
+    publish_seats(1, SC_CHANGE_BOOKING_CANCELLED, 3, 48);
+    publish_seats(1, SC_CHANGE_SEAT_UPDATE, 4, 58);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 5, 57);
+    let_wait(2);
+    /* a change of another event, not waited for: not merged */
+    publish_seats(2, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    sc_fanout_drain(&fan);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 3);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(57, ",\"bookings\":3")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_CANCELLED(57, "")), f[1]);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_SEATS(57)), f[2]);
+    ck_assert_int_eq(a.batches, 1);
+    ck_assert_str_eq(other.got, "B1|S1|");
+    ck_assert_uint_eq(merged(), 5);
+    /* the ring waits were counted, the first ones over 2 ms */
+    ck_assert_uint_eq(
+        atomic_load(&sc_registry_worker(&reg, 1)->wait_count), 6);
+    ck_assert_uint_lt(
+        atomic_load(&sc_registry_worker(&reg, 1)->wait_buckets[0]), 6);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &other.fol);
+}
+END_TEST
+
+START_TEST(fresh_changes_are_not_merged)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 60000);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    publish(1, SC_CHANGE_BOOKING_CREATED, 1);
+    publish(1, SC_CHANGE_BOOKING_CREATED, 2);
+    sc_fanout_drain(&fan);
+    ck_assert_str_eq(a.got, "B1|S1|B2|S2|");
+    /* 0: never, however long they waited */
+    sc_fanout_set_max_lag(&fan, 0);
+    publish(1, SC_CHANGE_BOOKING_CANCELLED, 3);
+    publish(1, SC_CHANGE_BOOKING_CREATED, 4);
+    let_wait(2);
+    sc_fanout_drain(&fan);
+    ck_assert_str_eq(a.got, "B1|S1|B2|S2|C3|S3|B4|S4|");
+    ck_assert_uint_eq(merged(), 0);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
+START_TEST(merge_follows_the_changes_before_it)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+
+    fake_init(&a);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    /* one change alone in a merge: the usual shape, without "bookings" */
+    sc_fanout_set_max_lag(&fan, 2);
+    publish_seats(1, SC_CHANGE_BOOKING_CANCELLED, 1, 51);
+    let_wait(2);
+    sc_fanout_drain(&fan);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CANCELLED(51, "")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(51)), f[1]);
+    ck_assert_uint_eq(merged(), 0); /* nothing was merged with it */
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
+START_TEST(merge_spares_what_a_snapshot_holds)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake early, mid, late;
+    char f[8][160];
+
+    fake_init(&early);
+    fake_init(&mid);
+    fake_init(&late);
+    sc_fanout_set_max_lag(&fan, 2);
+    sc_fanout_subscribe(&fan, &early.fol, e, 1, 10, &st);
+    for (int v = 1; v <= 4; v++) {
+        sc_registry_event_write(e, SC_EVENT_LIVE, 50 - v, 100, v);
+        publish_seats(1, SC_CHANGE_BOOKING_CREATED, v, 50 - v);
+        if (v == 2) {
+            /* subscribes while two are on their way: holds them */
+            sc_fanout_subscribe(&fan, &mid.fol, e, 1, 10, &st);
+            ck_assert_int_eq(st.version, 2);
+        }
+    }
+    sc_fanout_subscribe(&fan, &late.fol, e, 1, 10, &st);
+    let_wait(2);
+    sc_fanout_drain(&fan);
+    ck_assert_int_eq(frames_of(early.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(46, ",\"bookings\":4")), f[0]);
+    ck_assert_int_eq(frames_of(mid.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(46, ",\"bookings\":2")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(46)), f[1]);
+    ck_assert_uint_eq(late.len, 0); /* its snapshot holds all four */
+    sc_fanout_unsubscribe_all(&fan, &early.fol);
+    sc_fanout_unsubscribe_all(&fan, &mid.fol);
+    sc_fanout_unsubscribe_all(&fan, &late.fol);
+}
+END_TEST
+
 static Suite *
 fanout_suite(void)
 {
@@ -380,6 +575,10 @@ fanout_suite(void)
     tcase_add_test(tc, revocations_go_to_the_worker);
     tcase_add_test(tc, overrun_resyncs_from_the_table);
     tcase_add_test(tc, resync_spares_a_fresh_snapshot);
+    tcase_add_test(tc, changes_that_waited_are_merged);
+    tcase_add_test(tc, fresh_changes_are_not_merged);
+    tcase_add_test(tc, merge_follows_the_changes_before_it);
+    tcase_add_test(tc, merge_spares_what_a_snapshot_holds);
     suite_add_tcase(s, tc);
     return s;
 }

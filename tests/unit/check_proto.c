@@ -412,6 +412,24 @@ enc_booking_cancelled(char *o, size_t c)
 }
 
 static long
+enc_bookings_merged(char *o, size_t c)
+{
+    return sc_proto_bookings(o, c, 0, 123, 40, 4, T0);
+}
+
+static long
+enc_cancellations_merged(char *o, size_t c)
+{
+    return sc_proto_bookings(o, c, 1, 123, 0, 4294967295u, T0);
+}
+
+static long
+enc_bookings_one(char *o, size_t c)
+{
+    return sc_proto_bookings(o, c, 0, 123, 44, 1, T0);
+}
+
+static long
 enc_pong(char *o, size_t c)
 {
     return sc_proto_pong(o, c, T0);
@@ -529,6 +547,18 @@ static const struct enc_case enc_cases[] = {
      {"type", "eventId", "availableSeats", "timestamp", NULL}},
     {enc_booking_cancelled,
      "{\"type\":\"booking_cancelled\",\"eventId\":123,\"availableSeats\":45,"
+     "\"timestamp\":\"" TS0 "\"}",
+     {"type", "eventId", "availableSeats", "timestamp", NULL}},
+    {enc_bookings_merged,
+     "{\"type\":\"booking_created\",\"eventId\":123,\"availableSeats\":40,"
+     "\"bookings\":4,\"timestamp\":\"" TS0 "\"}",
+     {"type", "eventId", "availableSeats", "bookings", "timestamp", NULL}},
+    {enc_cancellations_merged,
+     "{\"type\":\"booking_cancelled\",\"eventId\":123,\"availableSeats\":0,"
+     "\"bookings\":4294967295,\"timestamp\":\"" TS0 "\"}",
+     {"type", "eventId", "availableSeats", "bookings", "timestamp", NULL}},
+    {enc_bookings_one, /* one booking: the usual message */
+     "{\"type\":\"booking_created\",\"eventId\":123,\"availableSeats\":44,"
      "\"timestamp\":\"" TS0 "\"}",
      {"type", "eventId", "availableSeats", "timestamp", NULL}},
     {enc_pong,
