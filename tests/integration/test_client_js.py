@@ -14,7 +14,8 @@ seatcast-client) under Node's own test runner.
                             the connection, back and subscribed within 2 s;
                             SIGTERM then a restart; an expired token
                             refreshed through the token function; a revoked
-                            one ends in 'error'
+                            one ends in 'error'; a surge: bookings that
+                            waited arrive merged, bookingsOf counts them
     test_client_js_pack     npm pack gives a tarball that installs into an
                             empty project and imports in Node (both entry
                             points), with the type declarations and nothing
@@ -117,7 +118,7 @@ def test_client_js_live(cluster, seatcast_bin, tmp_path):
         if k in os.environ:
             env[k] = os.environ[k]
     try:
-        out = run_node_tests(["test/live.test.js"], env, 220, expect=5)
+        out = run_node_tests(["test/live.test.js"], env, 220, expect=6)
     finally:
         left = _stop_leftovers(str(work / "masters"))
         logs = sorted(work.glob("seatcast-*.log"))

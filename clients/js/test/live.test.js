@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { SeatcastClient } from '../index.js';
+import { SeatcastClient, bookingsOf } from '../index.js';
 import { live, Server, Recorder, psql, newEvent, book, waitFor } from './harness.js';
 
 const skip = live ? false : 'SEATCAST_BIN and SEATCAST_TEST_DB are not set';
@@ -187,4 +187,38 @@ test('a revoked token ends in one error, without a retry loop', { skip }, async 
   assert.equal((srv.log().match(/token revoked|Token revoked|revoked/g) || []).length, refusedBefore);
   assert.equal(c.connected, false);
   await assert.rejects(c.stats(), /closed|refused/);
+});
+
+test('a surge: bookings that waited arrive merged, bookingsOf counts them all',
+     { skip }, async () => {
+  // one worker, stopped while five bookings commit: when it goes on, they
+  // have waited longer than --max-lag and come as one merged message
+  const srv = await server({ workers: 1, args: ['--max-lag', '50'] });
+  const ev = newEvent(50);
+  const c = client({ url: srv.url, token: srv.token({ sub: 'surge' }) });
+  const rec = new Recorder(c);
+  rec.follow(ev);
+  await rec.next(isSeats('seat_update', ev, 50), 10000, 'the snapshot');
+  const worker = srv.stats().workers[0].pid;
+  const head = srv.stats().totals.ring_head;
+  let counted = 0;
+  process.kill(worker, 'SIGSTOP');
+  try {
+    for (let i = 0; i < 5; i++) book(ev, 2);
+    await waitFor(() => srv.stats().totals.ring_head === head + 5, 10000,
+                  'the five bookings published');
+    const seen = Date.now();
+    await waitFor(() => Date.now() - seen > 100, 1000, 'them to wait past --max-lag');
+  } finally {
+    process.kill(worker, 'SIGCONT');
+  }
+  const from = rec.events.length;
+  const { index } = await rec.next(isSeats('booking_created', ev, 40), 10000,
+                                   'the merged booking_created', from);
+  await rec.next(isSeats('seat_update', ev, 40), 10000, 'the seat_update after it', index);
+  const merged = rec.events.slice(from).filter(e => e.kind === 'seats' && e.message);
+  for (const e of merged) counted += bookingsOf(e.message);
+  assert.equal(counted, 5, rec.kinds().join(' '));
+  assert.equal(merged[0].message.bookings, 5);
+  assert.equal(c.seats(ev).availableSeats, 40);
 });
