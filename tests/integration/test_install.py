@@ -36,7 +36,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server import ROOT, run_seatcast, ws_closed, ws_open  # noqa: E402
+from server import ROOT, run_seatcast, wait_for, ws_closed, ws_open  # noqa: E402
 from test_nginx import promtool_check  # noqa: E402
 
 UNIT = os.path.join(ROOT, "etc", "systemd", "seatcast.service")
@@ -295,15 +295,26 @@ def test_healthz_degraded_without_database_and_metrics_lint(make_server):
     assert any("PostgreSQL" in r for r in h["reasons"]), h
     assert h["workers"] == 2 and h["workersUp"] == 2
 
+    def scrape():
+        scrapes[0] += 1
+        status, _, body = srv.http_get("/metrics")
+        assert status == 200
+        return body
+
     async def clients():
         a, _ = await ws_open(srv)
         b, _ = await ws_open(srv)
         refused, _ = await ws_open(srv, token="", greet=False)
         assert await ws_closed(refused) == (1008, "Authentication required")
-        status, _, body = srv.http_get("/metrics")
+        # the refused socket lingers a moment after its close frame (a
+        # lingering close); then 2 clients + the scrape are open
+        body = wait_for(lambda: (lambda b: re.search(
+            rb"^seatcast_connections 3$", b, re.M) and b)(scrape()),
+            10, "the refused connection closed")
         await a.close()
         await b.close()
-        return status, body
+        return 200, body
+    scrapes = [0]
     status, body = asyncio.run(clients())
     assert status == 200
     promtool_check(body)
@@ -326,7 +337,8 @@ def test_healthz_degraded_without_database_and_metrics_lint(make_server):
     assert values["seatcast_clients"] == 2
     assert values["seatcast_auth_failures_total"] == 1
     assert values["seatcast_handshakes_total"] == 3
-    assert values["seatcast_connections_total"] == 5
+    # /healthz, 3 upgrades, the scrapes
+    assert values["seatcast_connections_total"] == 4 + scrapes[0]
     assert values["seatcast_connections"] == 3  # 2 clients + this request
     assert values["seatcast_workers_running"] == 2
     assert values["seatcast_subscriptions"] == 0
