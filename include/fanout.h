@@ -11,11 +11,13 @@
  * overrun the worker (docs/PROTOCOL.md section 6).
  *
  * Surges (--max-lag): when a change of an event has waited in the ring
- * longer than max_lag ms before this worker read it, that change and the
- * event's later changes of the batch are merged: one booking_created and
- * one booking_cancelled carrying "bookings": N and the newest count, then
- * one seat_update.  A drain then costs a few frames per subscriber
- * however many bookings it read.
+ * longer than max_lag ms before this worker read it, the event surges:
+ * its changes are merged into one booking_created and one
+ * booking_cancelled carrying "bookings": N and the newest count, then one
+ * seat_update, sent to its subscribers at most every max_lag / 2 ms (or
+ * the last such sweep's duration, if longer).  A sweep then costs a few
+ * frames per subscriber however many bookings it stands for.  The surge
+ * ends when a sweep stands for one change only.
  *
  * Loop glue, one worker process.  It knows nothing of sockets: frames go
  * to a connection through the hooks in sc_fanout_ops, and a connection's
@@ -59,20 +61,18 @@ struct sc_merge_step {
     uint32_t created, cancelled; /* bookings folded so far, this one in */
 };
 
-/* The changes of one event merged in a batch (--max-lag). */
+/* The changes of one surging event waiting for its next sweep. */
 struct sc_merge {
     struct sc_merge_step *steps; /* in version order, owned, kept */
     uint32_t n, cap;
     int32_t available, capacity; /* the newest */
 };
 
-/* One change waiting in a batch (its frames, shared by all subscribers),
- * or the merge of several (merge != NULL; frames built when sent). */
+/* One change waiting in a batch: its frames, shared by all subscribers. */
 struct sc_pending {
     struct sc_wevent *ev;  /* NULL once sent */
     struct sc_frame *f[2]; /* booking frame (or NULL), seat_update */
-    int64_t version;       /* a merge: its newest */
-    struct sc_merge *merge;
+    int64_t version;
 };
 
 /* The worker's view of one event some of its connections follow. */
@@ -86,7 +86,13 @@ struct sc_wevent {
     struct sc_sub *subs;          /* subscriber list */
     uint32_t nsubs;
     int64_t last_version;         /* newest version delivered */
-    struct sc_pending *merging;   /* its merge in this batch, or NULL */
+    /* surges (--max-lag) */
+    bool surging;                 /* its changes go to `merge` */
+    struct sc_merge merge;        /* what the next sweep sends */
+    struct sc_wevent *mnext;      /* fan's list of events with a merge */
+    uint64_t due_ms;              /* the next sweep, CLOCK_MONOTONIC */
+    uint64_t swept_ms;            /* when the last sweep began */
+    uint64_t sweep_ms;            /* how long it took */
 };
 
 /* How the fan-out reaches connections and the worker. */
@@ -113,8 +119,7 @@ struct sc_fanout {
     uint64_t ring_seq; /* next ring sequence to consume */
     struct sc_pending pend[SC_FANOUT_PEND_MAX]; /* this batch's changes */
     unsigned npend;
-    struct sc_merge merges[SC_FANOUT_PEND_MAX]; /* this batch's merges */
-    unsigned nmerges;
+    struct sc_wevent *merging; /* events whose merge is not empty */
     uint32_t max_lag; /* ms; 0 = never merge */
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     bool batching;
@@ -130,6 +135,13 @@ int sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
 
 /* Merge the changes of an event that waited longer than ms (0: never). */
 void sc_fanout_set_max_lag(struct sc_fanout *fan, uint32_t ms);
+
+/*
+ * Sends the merges whose sweep is due by `now` (CLOCK_MONOTONIC ms).
+ * Returns when the next one is due (0: none waits); the worker calls it
+ * again then.  sc_fanout_drain() calls it too.
+ */
+uint64_t sc_fanout_sweep(struct sc_fanout *fan, uint64_t now);
 
 /* Frees the index; every follower must have left (unsubscribe_all). */
 void sc_fanout_fini(struct sc_fanout *fan);
@@ -154,9 +166,10 @@ void sc_fanout_unsubscribe_all(struct sc_fanout *fan,
 
 /*
  * Delivers every change published since the last drain (or resyncs when
- * the ring overran the worker).  Frames are queued through the hooks;
- * the caller flushes the connections afterwards.
+ * the ring overran the worker), and the merges now due.  Frames are
+ * queued through the hooks; the caller flushes the connections
+ * afterwards.  Returns as sc_fanout_sweep() does.
  */
-void sc_fanout_drain(struct sc_fanout *fan);
+uint64_t sc_fanout_drain(struct sc_fanout *fan);
 
 #endif /* SC_FANOUT_H */

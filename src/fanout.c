@@ -11,14 +11,20 @@
  * whose last subscriber leaves during a batch waits on the zombie list
  * (a pending entry may still point at it) and is freed after the batch.
  *
- * Merging (--max-lag): the first change of an event read after waiting
- * in the ring longer than max_lag opens a merge entry at the end of the
- * batch, and that change and every later one of the event fold into it:
- * the ring is in publish order, so what follows waited less, and the
- * merge is always the event's last entry (no newer count goes out before
- * it).  The merge keeps, per folded change, its version and the running
- * sums, so that a subscriber whose snapshot already holds some of them
- * gets the sums of the rest, in frames of its own.
+ * Surges (--max-lag): a change of an event read after waiting in the
+ * ring longer than max_lag makes the event surge.  A surging event's
+ * changes are not batched: they fold into its merge, which keeps per
+ * change its version and the running sums (so that a subscriber whose
+ * snapshot already holds some of them gets the sums of the rest, in
+ * frames of its own), and which is swept to the subscribers when due:
+ * at once for the first, then at most every max_lag / 2 ms, or the last
+ * sweep's duration if that was longer (a sweep costs a write per
+ * subscriber however many bookings it carries; sweeping as often as
+ * possible would take the CPU the database and the clients need).  What
+ * an event had batched before it surged is older and goes first; before
+ * its deletion, and before a resync, its merge is swept at once.  A
+ * sweep that carries a single change ends the surge: merged or not, it
+ * is the same message.
  */
 #include "fanout.h"
 
@@ -103,6 +109,20 @@ wevent_get(struct sc_fanout *fan, struct sc_event_entry *entry, int64_t id)
 }
 
 static void
+merging_unlink(struct sc_fanout *fan, struct sc_wevent *e)
+{
+    struct sc_wevent **pp = &fan->merging;
+
+    while (*pp != NULL && *pp != e) {
+        pp = &(*pp)->mnext;
+    }
+    if (*pp == e) {
+        *pp = e->mnext;
+    }
+    e->mnext = NULL;
+}
+
+static void
 wevent_drop(struct sc_fanout *fan, struct sc_wevent *e)
 {
     struct sc_wevent **pp = &fan->events[ev_hash(e->id) & fan->events_mask];
@@ -112,6 +132,10 @@ wevent_drop(struct sc_fanout *fan, struct sc_wevent *e)
     }
     *pp = e->hnext;
     fan->nevents--;
+    if (e->merge.n > 0) {
+        merging_unlink(fan, e);
+    }
+    free(e->merge.steps);
     free(e);
 }
 
@@ -147,10 +171,6 @@ sc_fanout_fini(struct sc_fanout *fan)
 {
     free(fan->events);
     fan->events = NULL;
-    for (unsigned i = 0; i < SC_FANOUT_PEND_MAX; i++) {
-        free(fan->merges[i].steps);
-        fan->merges[i].steps = NULL;
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -278,6 +298,8 @@ sc_fanout_unsubscribe_all(struct sc_fanout *fan, struct sc_follower *fol)
 /* ------------------------------------------------------------------ */
 /* Delivery                                                             */
 
+static void bury_zombies(struct sc_fanout *fan);
+
 /*
  * Queues f, a change of e at `version`, to every subscriber of e whose
  * snapshot does not already hold it (each may be closed as slow).
@@ -378,6 +400,56 @@ deliver_revoked(struct sc_fanout *fan, const struct sc_ring_msg *m)
 }
 
 /*
+ * Sends the batch's pending changes: for each event, its frames in order,
+ * to each subscriber in one writev (frames already in a subscriber's
+ * snapshot are left out).
+ */
+static void
+flush_pending(struct sc_fanout *fan)
+{
+    struct sc_frame *fs[2 * SC_FANOUT_PEND_MAX];
+    int64_t vs[2 * SC_FANOUT_PEND_MAX];
+
+    for (unsigned i = 0; i < fan->npend; i++) {
+        struct sc_wevent *e = fan->pend[i].ev;
+        size_t n = 0;
+        if (e == NULL) {
+            continue;
+        }
+        for (unsigned j = i; j < fan->npend; j++) {
+            if (fan->pend[j].ev != e) {
+                continue;
+            }
+            for (int k = 0; k < 2; k++) {
+                if (fan->pend[j].f[k] != NULL) {
+                    fs[n] = fan->pend[j].f[k];
+                    vs[n++] = fan->pend[j].version;
+                }
+            }
+            fan->pend[j].ev = NULL;
+        }
+        for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
+            struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX];
+            size_t m = 0;
+            next = s->ev_next;
+            for (size_t k = 0; k < n; k++) {
+                if (vs[k] > s->min_version) {
+                    mine[m++] = fs[k];
+                }
+            }
+            /* a client freed here takes only its own subscriptions;
+             * emptied events wait on the zombie list */
+            fan->ops->send_many(s->fol->owner, mine, m);
+        }
+    }
+    for (unsigned i = 0; i < fan->npend; i++) {
+        sc_frame_release(fan->pend[i].f[0]);
+        sc_frame_release(fan->pend[i].f[1]);
+    }
+    fan->npend = 0;
+}
+
+/*
  * The frames of merge m from its step `from` on (the steps before are in
  * the subscriber's snapshot): booking_created and booking_cancelled with
  * the sums of those steps (each only if not 0), then the seat_update.
@@ -436,85 +508,77 @@ merge_step_after(const struct sc_merge *m, int64_t version)
 }
 
 /*
- * Sends the batch's pending changes: for each event, its frames in order,
- * to each subscriber in one writev (frames already in a subscriber's
- * snapshot are left out).  An event's merge is its last entry; its frames
- * are built once for the subscribers whose snapshot holds none of its
- * changes, and for each other one with the sums of what it lacks.
+ * Sends e's merge to its subscribers (its frames built once for those
+ * whose snapshot holds none of its changes, and for each other one with
+ * the sums of what it lacks) and empties it.
  */
 static void
-flush_pending(struct sc_fanout *fan)
+sweep(struct sc_fanout *fan, struct sc_wevent *e)
 {
-    struct sc_frame *fs[2 * SC_FANOUT_PEND_MAX];
-    int64_t vs[2 * SC_FANOUT_PEND_MAX];
+    struct sc_merge *mg = &e->merge;
+    struct sc_frame *mf[3];
+    uint64_t began = sc_mono_ms();
+    size_t nmf;
 
-    for (unsigned i = 0; i < fan->npend; i++) {
-        struct sc_wevent *e = fan->pend[i].ev;
-        const struct sc_merge *mg = NULL;
-        struct sc_frame *mf[3];
-        size_t n = 0, nmf = 0;
-        if (e == NULL) {
-            continue;
-        }
-        for (unsigned j = i; j < fan->npend; j++) {
-            if (fan->pend[j].ev != e) {
-                continue;
-            }
-            if (fan->pend[j].merge != NULL) {
-                mg = fan->pend[j].merge;
-            }
-            for (int k = 0; k < 2; k++) {
-                if (fan->pend[j].f[k] != NULL) {
-                    fs[n] = fan->pend[j].f[k];
-                    vs[n++] = fan->pend[j].version;
-                }
-            }
-            fan->pend[j].ev = NULL;
-        }
-        e->merging = NULL;
-        if (mg != NULL) {
-            nmf = merge_frames(e, mg, 0, mf);
-            if (mg->n > 1) {
-                atomic_fetch_add_explicit(&fan->slot->merged, mg->n, RELAXED);
-            }
-        }
-        for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
-            struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX + 3], *own[3];
-            size_t m = 0, nown = 0;
-            next = s->ev_next;
-            for (size_t k = 0; k < n; k++) {
-                if (vs[k] > s->min_version) {
-                    mine[m++] = fs[k];
-                }
-            }
-            if (mg != NULL) {
-                uint32_t from = merge_step_after(mg, s->min_version);
-                if (from == 0) {
-                    memcpy(&mine[m], mf, nmf * sizeof(mf[0]));
-                    m += nmf;
-                } else if (from < mg->n) {
-                    nown = merge_frames(e, mg, from, own);
-                    memcpy(&mine[m], own, nown * sizeof(own[0]));
-                    m += nown;
-                }
-            }
-            /* a client freed here takes only its own subscriptions;
-             * emptied events wait on the zombie list */
-            fan->ops->send_many(s->fol->owner, mine, m);
+    merging_unlink(fan, e);
+    nmf = merge_frames(e, mg, 0, mf);
+    if (mg->n > 1) {
+        atomic_fetch_add_explicit(&fan->slot->merged, mg->n, RELAXED);
+    }
+    for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
+        uint32_t from = merge_step_after(mg, s->min_version);
+        next = s->ev_next;
+        /* a client freed here takes only its own subscriptions; emptied
+         * events wait on the zombie list */
+        if (from == 0) {
+            fan->ops->send_many(s->fol->owner, mf, nmf);
+        } else if (from < mg->n) {
+            struct sc_frame *own[3];
+            size_t nown = merge_frames(e, mg, from, own);
+            fan->ops->send_many(s->fol->owner, own, nown);
             for (size_t k = 0; k < nown; k++) {
                 sc_frame_release(own[k]);
             }
         }
-        for (size_t k = 0; k < nmf; k++) {
-            sc_frame_release(mf[k]);
+    }
+    for (size_t k = 0; k < nmf; k++) {
+        sc_frame_release(mf[k]);
+    }
+    e->surging = mg->n > 1;
+    mg->n = 0;
+    e->swept_ms = began;
+    e->sweep_ms = sc_mono_ms() - began;
+}
+
+/* Sends every merge now (before a deletion or a resync: in order). */
+static void
+sweep_all(struct sc_fanout *fan)
+{
+    while (fan->merging != NULL) {
+        sweep(fan, fan->merging);
+    }
+}
+
+uint64_t
+sc_fanout_sweep(struct sc_fanout *fan, uint64_t now)
+{
+    uint64_t next = 0;
+    bool was = fan->batching;
+
+    fan->batching = true;
+    for (struct sc_wevent *e = fan->merging, *n; e != NULL; e = n) {
+        n = e->mnext;
+        if (e->due_ms <= now) {
+            sweep(fan, e);
+        } else if (next == 0 || e->due_ms < next) {
+            next = e->due_ms;
         }
     }
-    for (unsigned i = 0; i < fan->npend; i++) {
-        sc_frame_release(fan->pend[i].f[0]);
-        sc_frame_release(fan->pend[i].f[1]);
+    fan->batching = was;
+    if (!was) {
+        bury_zombies(fan);
     }
-    fan->npend = 0;
-    fan->nmerges = 0;
+    return next;
 }
 
 /* Queues one change of e into the batch. */
@@ -530,7 +594,6 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
     p = &fan->pend[fan->npend];
     p->ev = e;
     p->version = m->version;
-    p->merge = NULL;
     p->f[0] = NULL;
     if (m->update_off > 0 && m->update_off <= m->frame_len) {
         p->f[0] = sc_frame_new(m->frame, m->update_off, 0);
@@ -542,19 +605,20 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
 }
 
 /*
- * Folds change m into merge p.  Out of memory, m joins the last step (the
- * sums stay exact; only a subscriber whose snapshot falls inside that
- * step may be told of a booking it has seen), and -1 when there is no
- * step yet (nothing folded).
+ * Folds change m into e's merge, which the sweeps of e send (the first
+ * sweep of a surge at once, later ones spaced).  Out of memory, m joins
+ * the last step (the sums stay exact; only a subscriber whose snapshot
+ * falls inside that step may be told of a booking it has seen), and -1
+ * when there is no step yet (nothing folded).
  */
 static int
-fold(struct sc_pending *p, const struct sc_ring_msg *m)
+fold(struct sc_fanout *fan, struct sc_wevent *e, const struct sc_ring_msg *m)
 {
-    struct sc_merge *mg = p->merge;
+    struct sc_merge *mg = &e->merge;
     struct sc_merge_step *st;
 
     if (mg->n == mg->cap) {
-        uint32_t cap = mg->cap > 0 ? 2 * mg->cap : 64;
+        uint32_t cap = mg->cap > 0 ? 2 * mg->cap : 16;
         st = realloc(mg->steps, cap * sizeof(*st));
         if (st != NULL) {
             mg->steps = st;
@@ -562,6 +626,15 @@ fold(struct sc_pending *p, const struct sc_ring_msg *m)
         } else if (mg->n == 0) {
             return -1;
         }
+    }
+    if (mg->n == 0) {
+        /* the first change since the last sweep: when to sweep next */
+        uint64_t gap = fan->max_lag / 2 > e->sweep_ms ? fan->max_lag / 2
+                                                      : e->sweep_ms;
+        e->due_ms = e->surging ? e->swept_ms + gap : 0;
+        e->surging = true;
+        e->mnext = fan->merging;
+        fan->merging = e;
     }
     if (mg->n < mg->cap) {
         mg->steps[mg->n] = mg->n > 0 ? mg->steps[mg->n - 1]
@@ -574,39 +647,7 @@ fold(struct sc_pending *p, const struct sc_ring_msg *m)
     st->cancelled += m->kind == SC_CHANGE_BOOKING_CANCELLED;
     mg->available = m->available;
     mg->capacity = m->capacity;
-    p->version = m->version;
     return 0;
-}
-
-/*
- * Merges change m of e (--max-lag): into e's merge of this batch, or a
- * new one at the end of the batch.  -1 when it could not (out of memory;
- * the caller queues m as it is).
- */
-static int
-merge_change(struct sc_fanout *fan, struct sc_wevent *e,
-             const struct sc_ring_msg *m)
-{
-    struct sc_pending *p = e->merging;
-
-    if (p == NULL) {
-        if (fan->npend == SC_FANOUT_PEND_MAX) {
-            flush_pending(fan);
-        }
-        p = &fan->pend[fan->npend];
-        p->ev = e;
-        p->f[0] = p->f[1] = NULL;
-        p->merge = &fan->merges[fan->nmerges];
-        p->merge->n = 0;
-        if (fold(p, m) != 0) {
-            return -1;
-        }
-        fan->npend++;
-        fan->nmerges++;
-        e->merging = p;
-        return 0;
-    }
-    return fold(p, m);
 }
 
 static void
@@ -626,6 +667,9 @@ deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
     }
     if (m->kind == SC_CHANGE_EVENT_DELETED) {
         flush_pending(fan);
+        if (e->merge.n > 0) {
+            sweep(fan, e);
+        }
         deliver_deleted(fan, e);
         return;
     }
@@ -639,9 +683,12 @@ deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
         record_latency(fan, m->commit_ms);
     }
     wait = record_wait(fan, m);
-    if ((e->merging != NULL || (fan->max_lag > 0 && wait > fan->max_lag)) &&
-        merge_change(fan, e, m) == 0) {
+    if (fan->max_lag > 0 && (e->surging || wait > fan->max_lag) &&
+        fold(fan, e, m) == 0) {
         return;
+    }
+    if (e->merge.n > 0) {
+        sweep(fan, e); /* merging was turned off (reload): older first */
     }
     add_pending(fan, e, m);
 }
@@ -698,10 +745,11 @@ resync(struct sc_fanout *fan)
     }
 }
 
-void
+uint64_t
 sc_fanout_drain(struct sc_fanout *fan)
 {
     struct sc_ring_msg m;
+    uint64_t next;
 
     fan->batching = true;
     for (;;) {
@@ -711,6 +759,7 @@ sc_fanout_drain(struct sc_fanout *fan)
         }
         if (rc < 0) {
             flush_pending(fan);
+            sweep_all(fan);
             resync(fan);
             break;
         }
@@ -720,7 +769,9 @@ sc_fanout_drain(struct sc_fanout *fan)
         }
     }
     flush_pending(fan);
+    next = sc_fanout_sweep(fan, sc_mono_ms());
     atomic_store_explicit(&fan->slot->ring_seq, fan->ring_seq, RELAXED);
     fan->batching = false;
     bury_zombies(fan);
+    return next;
 }

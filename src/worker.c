@@ -48,6 +48,7 @@ struct sc_worker {
     struct sc_worker_slot *slot;
     struct event_base *base;
     struct event *ev_channel, *ev_wake, *ev_tick;
+    struct event *ev_sweep; /* the next sweep of a surging event */
     struct event *ev_term, *ev_int;
     bool stopping;
     uint64_t stop_deadline;
@@ -95,15 +96,47 @@ conn_closed(void *host)
 /* ------------------------------------------------------------------ */
 /* Broadcasts                                                           */
 
+/* Wakes the worker for the next sweep of a surging event (0: none). */
+static void
+sweep_at(struct sc_worker *w, uint64_t due)
+{
+    uint64_t now = sc_mono_ms();
+    uint64_t ms = due > now ? due - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    if (due != 0) {
+        evtimer_add(w->ev_sweep, &tv);
+    }
+}
+
 /* The ring, from where this worker left it: one batch, one write per
  * socket. */
 static void
 drain_ring(struct sc_worker *w)
 {
+    uint64_t due;
+
     w->env.batching = true;
-    sc_fanout_drain(&w->fan);
+    due = sc_fanout_drain(&w->fan);
     w->env.batching = false;
     sc_conn_flush_dirty(&w->env);
+    sweep_at(w, due);
+}
+
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct sc_worker *w = arg;
+    uint64_t due;
+
+    (void)fd;
+    (void)what;
+    w->env.batching = true;
+    due = sc_fanout_sweep(&w->fan, sc_mono_ms());
+    w->env.batching = false;
+    sc_conn_flush_dirty(&w->env);
+    sweep_at(w, due);
 }
 
 static void
@@ -287,10 +320,11 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
     w->ev_wake = event_new(w->base, ctx->wake_fd, EV_READ | EV_PERSIST,
                            on_wake, w);
     w->ev_tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->ev_sweep = evtimer_new(w->base, on_sweep, w);
     w->ev_term = evsignal_new(w->base, SIGTERM, on_stop_signal, w);
     w->ev_int = evsignal_new(w->base, SIGINT, on_stop_signal, w);
     if (w->ev_channel == NULL || w->ev_wake == NULL || w->ev_tick == NULL ||
-        w->ev_term == NULL || w->ev_int == NULL) {
+        w->ev_sweep == NULL || w->ev_term == NULL || w->ev_int == NULL) {
         return -1;
     }
     event_add(w->ev_channel, NULL);
@@ -311,7 +345,7 @@ worker_fini(struct sc_worker *w)
         sc_conn_env_fini(&w->env);
     }
     struct event *evs[] = {w->ev_channel, w->ev_wake, w->ev_tick,
-                           w->ev_term, w->ev_int};
+                           w->ev_sweep, w->ev_term, w->ev_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (evs[i] != NULL) {
             event_free(evs[i]);

@@ -181,6 +181,22 @@ class Server:
         except OSError:
             return False
 
+    def metrics(self):
+        """{series: value} of /metrics ({} if it does not answer)."""
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            c.request("GET", "/metrics")
+            body = c.getresponse().read().decode()
+            c.close()
+        except OSError:
+            return {}
+        out = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
     def pids(self):
         """The master and its children (workers, listener)."""
         out = [self.proc.pid]
@@ -423,10 +439,12 @@ def run_onsale_one(args, n, k, rate, run, pg, secret, token, first_event):
             "--drain-timeout", str(args.drain_timeout),
             "--procs", str(args.procs),
             "--per-source", str(args.per_source)]
+    metrics = {}
     try:
         perf = start_perf(args, server, tag)
         res = subprocess.run(argv, stdout=subprocess.PIPE, text=True,
                              timeout=args.timeout)
+        metrics = server.metrics()
     finally:
         stop_perf(args, perf, tag)
         server.stop()
@@ -437,6 +455,9 @@ def run_onsale_one(args, n, k, rate, run, pg, secret, token, first_event):
     out["workers"] = server.workers
     out["run"] = run
     o = out["onsale"]
+    o["merged"] = int(metrics.get("seatcast_merged_changes_total", 0))
+    o["ring_wait_p99_ms"] = hist_quantile(
+        metrics, "seatcast_ring_wait_seconds", 0.99) * 1000
     log("onsale N=%d K=%d R=%g run %d: freshness p50 %.1f p99 %.1f max %.1f "
         "ms; %d/%d on the final count; bookings %d/%d; dropped %d"
         % (n, k, rate, run, o["freshness_ms"]["p50"],
@@ -444,6 +465,22 @@ def run_onsale_one(args, n, k, rate, run, pg, secret, token, first_event):
            o["final_count_subscribers"], o["connections"],
            o["bookings_sum"], o["bookings_expected"], o["dropped"]))
     return out
+
+
+def hist_quantile(metrics, name, q):
+    """The upper bound of the bucket holding quantile q of a /metrics
+    histogram (the bounds are coarse: 1 2 5 10 25 50 100 250 ... ms); -1
+    when nothing was observed."""
+    count = metrics.get(name + "_count", 0)
+    if count <= 0:
+        return -1
+    bounds = sorted((float(k.split('le="')[1].rstrip('"}')), v)
+                    for k, v in metrics.items()
+                    if k.startswith(name + "_bucket{") and "+Inf" not in k)
+    for le, cum in bounds:
+        if cum >= q * count:
+            return le
+    return float("inf")
 
 
 def median(values):
@@ -499,6 +536,8 @@ ONSALE_COLUMNS = [
     ("miss", 5, lambda r, o: "%d" % o["missing"]),
     ("drop", 4, lambda r, o: "%d" % o["dropped"]),
     ("msgs", 10, lambda r, o: "%d" % o["messages"]),
+    ("merged", 8, lambda r, o: "%d" % o.get("merged", 0)),
+    ("wait99", 6, lambda r, o: "%g" % o.get("ring_wait_p99_ms", -1)),
     ("srv_s", 6, lambda r, o: "%.1f" % (o["server_cpu_ms"] / 1e3)),
     ("cli_s", 6, lambda r, o: "%.1f" % (o["client_cpu_ms"] / 1e3)),
 ]
@@ -519,6 +558,11 @@ older     messages showing an older count after a newer one (must be 0)
 miss      (subscriber, booking) pairs no message ever covered (must be 0)
 drop      connections lost during the bookings (must be 0)
 msgs      seat_update + booking_created messages received
+merged    changes the workers delivered inside merged messages (--max-lag;
+          counted once per worker, not per subscriber)
+wait99    p99 of how long changes waited in the ring for a worker, ms
+          (the upper bound of its /metrics bucket: 1 2 5 10 25 50 100
+          250 500 1000 2500 5000)
 srv_s     server CPU (all sc-* processes, utime+stime) during the bookings
           and the drain; cli_s: the loadgen's client processes
 median    row: the median of each timing column over the runs, and the
@@ -547,6 +591,11 @@ def onsale_table(scenarios):
             "missing": m["missing_max"],
             "dropped": m["dropped_max"],
             "messages": m["messages"],
+            "merged": median([r["onsale"].get("merged", 0)
+                              for r in sc["runs"]]),
+            "ring_wait_p99_ms": median([r["onsale"].get("ring_wait_p99_ms",
+                                                        -1)
+                                        for r in sc["runs"]]),
             "server_cpu_ms": m["server_cpu_ms"],
             "client_cpu_ms": m["client_cpu_ms"],
         })
