@@ -10,8 +10,9 @@
  * the worker, and resynchronises from the event table when the ring has
  * overrun the worker (docs/PROTOCOL.md section 6).
  *
- * Surges (--max-lag): when a change of an event has waited in the ring
- * longer than max_lag ms before this worker read it, the event surges:
+ * Surges (--max-lag): when a change of an event has waited longer than
+ * max_lag ms for this worker (in the ring before the worker read it, or
+ * until the worker had written it to every subscriber), the event surges:
  * its changes are merged into one booking_created and one
  * booking_cancelled carrying "bookings": N and the newest count, then one
  * seat_update, sent to its subscribers at most every max_lag / 2 ms (or
@@ -73,6 +74,7 @@ struct sc_pending {
     struct sc_wevent *ev;  /* NULL once sent */
     struct sc_frame *f[2]; /* booking frame (or NULL), seat_update */
     int64_t version;
+    int64_t published_ms;  /* in the ring, CLOCK_MONOTONIC */
 };
 
 /* The worker's view of one event some of its connections follow. */

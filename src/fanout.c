@@ -12,7 +12,9 @@
  * (a pending entry may still point at it) and is freed after the batch.
  *
  * Surges (--max-lag): a change of an event read after waiting in the
- * ring longer than max_lag makes the event surge.  A surging event's
+ * ring longer than max_lag, or batched and written to the last of the
+ * event's subscribers more than max_lag after it was published, makes
+ * the event surge.  A surging event's
  * changes are not batched: they fold into its merge, which keeps per
  * change its version and the running sums (so that a subscriber whose
  * snapshot already holds some of them gets the sums of the rest, in
@@ -412,6 +414,8 @@ flush_pending(struct sc_fanout *fan)
 
     for (unsigned i = 0; i < fan->npend; i++) {
         struct sc_wevent *e = fan->pend[i].ev;
+        int64_t oldest = fan->pend[i].published_ms;
+        uint64_t began = sc_mono_ms();
         size_t n = 0;
         if (e == NULL) {
             continue;
@@ -440,6 +444,14 @@ flush_pending(struct sc_fanout *fan)
             /* a client freed here takes only its own subscriptions;
              * emptied events wait on the zombie list */
             fan->ops->send_many(s->fol->owner, mine, m);
+        }
+        /* written to every subscriber too late: its next changes merge,
+         * the first sweep spaced from this batch like a sweep */
+        if (fan->max_lag > 0 &&
+            (int64_t)sc_mono_ms() - oldest > (int64_t)fan->max_lag) {
+            e->surging = true;
+            e->swept_ms = began;
+            e->sweep_ms = sc_mono_ms() - began;
         }
     }
     for (unsigned i = 0; i < fan->npend; i++) {
@@ -594,6 +606,7 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
     p = &fan->pend[fan->npend];
     p->ev = e;
     p->version = m->version;
+    p->published_ms = m->published_ms;
     p->f[0] = NULL;
     if (m->update_off > 0 && m->update_off <= m->frame_len) {
         p->f[0] = sc_frame_new(m->frame, m->update_off, 0);

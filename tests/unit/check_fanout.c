@@ -51,11 +51,17 @@ hook_send(void *owner, struct sc_frame *fr)
     return 0;
 }
 
+static int64_t write_ms; /* how long hook_send_many takes (a slow write) */
+static void let_wait(int64_t ms);
+
 static int
 hook_send_many(void *owner, struct sc_frame *const *fs, size_t n)
 {
     struct fake *f = owner;
 
+    if (write_ms > 0) {
+        let_wait(write_ms - 1);
+    }
     if (n > 0) {
         f->batches++;
     }
@@ -91,6 +97,7 @@ setup(void)
                      SC_REG_OK);
     ck_assert_int_eq(sc_fanout_init(&fan, &reg, 1, &ops, &fan), 0);
     nrevoked = 0;
+    write_ms = 0;
 }
 
 static void
@@ -560,6 +567,133 @@ START_TEST(merge_spares_what_a_snapshot_holds)
 }
 END_TEST
 
+START_TEST(a_surge_sweeps_spaced_until_it_ends)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+    uint64_t due;
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 40); /* sweeps at most every 20 ms */
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    let_wait(40);
+    /* waited: merged and swept at once, nothing else due */
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_int_eq(a.batches, 1);
+    /* fresh changes of the surging event merge too, and wait for the
+     * next sweep, 20 ms after the last one began */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    publish_seats(1, SC_CHANGE_BOOKING_CANCELLED, 4, 48);
+    due = sc_fanout_drain(&fan);
+    ck_assert_uint_ne(due, 0);
+    ck_assert_int_eq(a.batches, 1);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 5, 47);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), due);
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, due - 1), due);
+    ck_assert_int_eq(a.batches, 1);
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, due), 0);
+    ck_assert_int_eq(a.batches, 2);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 5);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, ",\"bookings\":2")), f[2]);
+    ck_assert_ptr_eq(strstr(f[3], MERGED_CANCELLED(47, "")), f[3]);
+    ck_assert_ptr_eq(strstr(f[4], MERGED_SEATS(47)), f[4]);
+    /* one change in a sweep: the surge is over, the next goes batched */
+    publish_seats(1, SC_CHANGE_SEAT_UPDATE, 6, 60);
+    due = sc_fanout_drain(&fan);
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, due), 0);
+    ck_assert_int_eq(a.batches, 3);
+    publish(1, SC_CHANGE_BOOKING_CREATED, 7);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_int_eq(a.batches, 4);
+    ck_assert_ptr_nonnull(strstr(a.got, "|B7|S7|"));
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
+START_TEST(a_batch_written_too_late_starts_a_surge)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 20);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    /* read at once, but written 30 ms after it was published */
+    write_ms = 30;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    sc_fanout_drain(&fan);
+    ck_assert_str_eq(a.got, "B1|S1|");
+    write_ms = 0;
+    /* the next changes, fresh, merge */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    /* (the next sweep is due when the 30 ms write ended: now) */
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 4);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, ",\"bookings\":2")), f[2]);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
+START_TEST(a_deletion_sends_the_held_merge_first)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    let_wait(40);
+    sc_fanout_drain(&fan); /* a surge: 2 changes merged */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    ck_assert_uint_ne(sc_fanout_drain(&fan), 0); /* held */
+    ck_assert_int_eq(a.batches, 1);
+    publish(1, SC_CHANGE_EVENT_DELETED, 4);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 5);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, "")), f[2]);
+    ck_assert_ptr_eq(strstr(f[4], "{\"type\":\"unsubscribed\""), f[4]);
+    ck_assert_uint_eq(worker_subs(), 0);
+}
+END_TEST
+
+START_TEST(turning_merging_off_sends_the_held_merge_first)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    let_wait(40);
+    sc_fanout_drain(&fan); /* a surge: 2 changes merged */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    ck_assert_uint_ne(sc_fanout_drain(&fan), 0);
+    sc_fanout_set_max_lag(&fan, 0); /* a reload */
+    publish(1, SC_CHANGE_BOOKING_CREATED, 4);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 6);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, "")), f[2]);
+    ck_assert_str_eq(f[4], "B4");
+    ck_assert_str_eq(f[5], "S4");
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
 static Suite *
 fanout_suite(void)
 {
@@ -579,6 +713,10 @@ fanout_suite(void)
     tcase_add_test(tc, fresh_changes_are_not_merged);
     tcase_add_test(tc, merge_follows_the_changes_before_it);
     tcase_add_test(tc, merge_spares_what_a_snapshot_holds);
+    tcase_add_test(tc, a_surge_sweeps_spaced_until_it_ends);
+    tcase_add_test(tc, a_batch_written_too_late_starts_a_surge);
+    tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
+    tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
     return s;
 }
