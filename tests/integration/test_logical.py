@@ -76,6 +76,14 @@ def test_logical_sql_apply_twice(lcluster):
                    "BY tablename) FROM pg_publication_tables WHERE pubname "
                    "= 'seatcast'")
         assert tables == "bookings,events,seatcast_revoked_tokens"
+        # only the columns seatcast reads (and the keys) are published
+        cols = q(lcluster, name, "SELECT tablename || ':' || array_to_string("
+                 "ARRAY(SELECT unnest(attnames) ORDER BY 1), ',') FROM "
+                 "pg_publication_tables WHERE pubname = 'seatcast' AND "
+                 "tablename IN ('bookings', 'events') ORDER BY tablename")
+        assert cols.split("\n") == [
+            "bookings:event_id,id,status",
+            "events:available_seats,id,seat_capacity,version"], cols
         # no trigger of seatcast's: only schema.sql's own
         trig = q(lcluster, name, "SELECT count(*) FROM pg_trigger WHERE "
                  "NOT tgisinternal AND tgname LIKE 'seatcast%'")
