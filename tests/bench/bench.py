@@ -133,7 +133,8 @@ def mint_token(seatcast, workdir):
 class Server:
     """One seatcast master and its children, for one N."""
 
-    def __init__(self, args, n, conninfo, secret, logdir, tag=None):
+    def __init__(self, args, n, conninfo, secret, logdir, tag=None,
+                 extra=()):
         self.port = free_port()
         self.nofile = nofile_for(n)
         self.workers = workers_for(args, n)
@@ -145,7 +146,7 @@ class Server:
                      "--max-connections", str(n + 1000),
                      "--shm-name", "/sc-bench-%d-%s" % (os.getpid(),
                                                          tag or n),
-                     "--log-level", "warn"] + args.server_arg
+                     "--log-level", "warn"] + list(extra) + args.server_arg
         self.logpath = os.path.join(logdir, "seatcast-%s.log" % (tag or n))
         self.proc = None
 
@@ -275,7 +276,11 @@ def stop_perf(args, perf, n):
 
 
 def run_one(args, n, pg, secret, token, first_event):
-    server = Server(args, n, pg.conninfo(), secret, args.out)
+    # the burst counts every seat_update: it measures delivering all of
+    # them, so nothing is merged (--max-lag 0; a 50-booking burst to
+    # 10 000 subscribers would merge by default: bench-onsale measures that)
+    server = Server(args, n, pg.conninfo(), secret, args.out,
+                    extra=["--max-lag", "0"])
     log("N=%d: seatcast --workers %d on port %d (RLIMIT_NOFILE %d)"
         % (n, server.workers, server.port, server.nofile))
     server.start()
