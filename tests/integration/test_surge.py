@@ -116,17 +116,20 @@ class stopped_worker:
             pass
 
 
-def commit_while_stopped(srv, db, index, sql, nchanges, lag_ms,
-                         running=()):
+async def commit_while_stopped(srv, db, index, sql, nchanges, lag_ms,
+                               running=(), during=None):
     """Stops worker `index`, commits sql (one transaction per statement,
     nchanges ring messages in all), waits until the listener has
     published them all (and the workers in `running` have read them),
     then until more than lag_ms has passed since the last was seen
-    published, and resumes the worker.  Returns the registry's stats
-    seen just before the SIGCONT."""
+    published, and resumes the worker.  during(), a coroutine function,
+    runs once the worker is stopped and the changes are committed.
+    Returns the registry's stats seen just before the SIGCONT."""
     head0 = srv.stats()["totals"]["ring_head"]
     with stopped_worker(srv, index):
         db.psql(sql)
+        if during is not None:
+            await during()
         want = head0 + nchanges
 
         def published():
@@ -239,8 +242,10 @@ def test_changes_that_waited_are_merged(db, make_server):
     one booking_cancelled {bookings: 3}, both with the final count, then
     one seat_update, and nothing else.  The subscriber of F, whose one
     booking waited too, gets it as a plain pair; both get the changes
-    made once the worker runs again unmerged.  The merged counter counts
-    23 (once, not per message), the ring-wait histogram every wait."""
+    made once the worker runs again unmerged.  A client that subscribed
+    to E while the worker was stopped gets the final snapshot and none
+    of the merge.  The merged counter counts 23 (once, not per message),
+    the ring-wait histogram every wait."""
     cap, fcap = 200, 50
     e, f = db.events([cap, fcap])
     pre = {db.book(e, s, user=9): s for s in (2, 3, 4)}
@@ -260,12 +265,25 @@ def test_changes_that_waited_are_merged(db, make_server):
         m0 = metrics(srv)
         merged0 = srv.stats()["totals"]["merged"]
 
-        st = commit_while_stopped(srv, db, 0, sql, len(want) + 1, 100)
+        late = await Client.open(srv, srv.tok)
+
+        async def subscribe_late():
+            # read by the worker when it runs again, before or after its
+            # drain: either way its snapshot holds every change already
+            await late.send({"type": "subscribe_event", "eventId": e})
+
+        st = await commit_while_stopped(srv, db, 0, sql, len(want) + 1, 100,
+                                        during=subscribe_late)
         assert st["totals"]["merged"] == merged0  # nothing read yet
         assert db.available(e) == final
         assert db.available(f) == fcap - 1
 
         await expect_merge(a, e, 20, 3, final, cap)
+        check_message(await late.next(TIMEOUT), "subscribed",
+                      ["type", "eventId", "timestamp"], eventId=e)
+        check_message(await late.next(TIMEOUT), "seat_update", K_SEATS,
+                      eventId=e, availableSeats=final, seatCapacity=cap)
+        await late.quiet(TIMEOUT)
         await expect_merge(b, f, 1, 0, fcap - 1, fcap)
         st = srv.stats()
         assert st["totals"]["merged"] == merged0 + 23, st["totals"]
@@ -276,6 +294,7 @@ def test_changes_that_waited_are_merged(db, make_server):
         db.book(f, 2, user=12)
         await expect_pairs(a, e, [("booking_created", final - 1)], cap)
         await expect_pairs(b, f, [("booking_created", fcap - 3)], fcap)
+        await expect_pairs(late, e, [("booking_created", final - 1)], cap)
 
         m1 = metrics(srv)
         over, count = waits_over(m0, m1)
@@ -287,8 +306,8 @@ def test_changes_that_waited_are_merged(db, make_server):
         assert over >= len(want) + 1, "the waits of the stopped worker " \
             "are missing from %s" % WAIT
         assert db.available(e) == final - 1
-        await a.close()
-        await b.close()
+        for c in (a, b, late):
+            await c.close()
 
     asyncio.run(body())
 
@@ -311,7 +330,7 @@ def test_max_lag_0_never_merges(db, make_server):
         await a.subscribe(e)
         await b.subscribe(f)
         m0 = metrics(srv)
-        commit_while_stopped(srv, db, 0, sql, len(want) + 1, 100)
+        await commit_while_stopped(srv, db, 0, sql, len(want) + 1, 100)
         assert db.available(e) == want[-1][1]
         await expect_pairs(a, e, want, cap)
         await expect_pairs(b, f, [("booking_created", 49)], 50)
@@ -371,6 +390,43 @@ def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
     asyncio.run(body())
 
 
+@pytest.mark.deadline(120)
+def test_changes_within_max_lag_are_not_merged(db, make_server):
+    """--max-lag 5000: changes that waited some 400 ms for a stopped
+    worker, over the default but within the option, go out one by one:
+    the threshold is the option's, in milliseconds."""
+    cap, n = 100, 10
+    e = db.event(cap)
+    srv = surge_server(make_server, db, args=["--max-lag", "5000ms"])
+
+    async def body():
+        c = await Client.open(srv, srv.tok)
+        await c.subscribe(e)
+        m0 = metrics(srv)
+        sql = "".join(book_sql(e, 2, user=i) for i in range(n))
+        await commit_while_stopped(srv, db, 0, sql, n, 300)
+        await c.wait_for(lambda ms: any(
+            m.get("type") == "seat_update" and
+            m.get("availableSeats") == cap - 2 * n for m in ms), TIMEOUT,
+            "the final seat_update")
+        m1 = metrics(srv)
+        over_lag, count = waits_over(m0, m1, le="5")
+        over_250ms, _ = waits_over(m0, m1, le="0.25")
+        print("--max-lag 5000: %d changes waited over 250 ms, %d over 5 s"
+              % (over_250ms, over_lag))
+        # the test's own premise: they waited longer than the default,
+        # and the machine did not hold them past the option
+        assert (count, over_250ms, over_lag) == (n, n, 0), \
+            (count, over_250ms, over_lag)
+        await expect_pairs(c, e, [("booking_created", cap - 2 * (i + 1))
+                                  for i in range(n)], cap)
+        assert no_bookings_key(c) == []
+        assert srv.stats()["totals"]["merged"] == 0
+        await c.close()
+
+    asyncio.run(body())
+
+
 async def open_spread(srv, per_worker):
     """Clients until each of the 2 workers holds per_worker: {index: [...]}.
     """
@@ -404,7 +460,7 @@ def test_merged_sums_over_several_subscribers_and_workers(db, make_server):
             await c.subscribe(e)
         m0 = metrics(srv)
         sql = "".join(book_sql(e, 1 + i % 3, user=i) for i in range(n))
-        commit_while_stopped(srv, db, 0, sql, n, 100, running=(1,))
+        await commit_while_stopped(srv, db, 0, sql, n, 100, running=(1,))
         final = db.available(e)
         want, avail = [], cap
         for i in range(n):
@@ -461,7 +517,7 @@ def test_capacity_changes_fold_into_the_merge(db, make_server):
              capacity_sql(e, 65), 3, 0, 0, 65 - 2 - 4, 65),
         ]
         for sql, k, created, cancelled, avail, capacity in steps:
-            commit_while_stopped(srv, db, 0, sql, k, 100)
+            await commit_while_stopped(srv, db, 0, sql, k, 100)
             assert db.seats(e)[:2] == (avail, capacity)
             await expect_merge(c, e, created, cancelled, avail, capacity)
             merged += k
@@ -530,7 +586,7 @@ def test_max_lag_from_the_config_file_and_sighup(db, make_server, tmp_path):
         c = await Client.open(srv, srv.tok)
         await c.subscribe(e)
         sql = "".join(book_sql(e, 1, user=i) for i in range(5))
-        commit_while_stopped(srv, db, 0, sql, 5, 100)
+        await commit_while_stopped(srv, db, 0, sql, 5, 100)
         await expect_pairs(c, e, [("booking_created", cap - 1 - i)
                                   for i in range(5)], cap)
 
@@ -540,7 +596,7 @@ def test_max_lag_from_the_config_file_and_sighup(db, make_server, tmp_path):
         srv.send_signal(signal.SIGHUP)
         srv.wait_log(r"worker 0\[%d\]: configuration and keys reloaded"
                      % worker, 10, since=mark)
-        commit_while_stopped(srv, db, 0, sql, 5, 100)
+        await commit_while_stopped(srv, db, 0, sql, 5, 100)
         await expect_merge(c, e, 5, 0, cap - 10, cap)
         assert srv.worker_pids() == [worker]  # the same worker, reloaded
         assert srv.stats()["totals"]["merged"] == 5
