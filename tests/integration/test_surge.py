@@ -217,6 +217,13 @@ async def expect_pairs(c, e, want, cap):
 async def expect_merge(c, e, created, cancelled, avail, cap):
     """The next messages of c: one merge of `created` and `cancelled`
     bookings ending on avail/cap, then nothing."""
+    await expect_merge_then(c, e, created, avail, cap, cancelled)
+    await c.quiet(TIMEOUT)
+
+
+async def expect_merge_then(c, e, created, avail, cap, cancelled=0):
+    """The next messages of c: one merge of `created` and `cancelled`
+    bookings ending on avail/cap (more may follow)."""
     for kind, n in (("booking_created", created),
                     ("booking_cancelled", cancelled)):
         if n == 0:
@@ -229,7 +236,6 @@ async def expect_merge(c, e, created, cancelled, avail, cap):
             check_message(m, kind, K_BOOKING, eventId=e, availableSeats=avail)
     check_message(await c.next(TIMEOUT), "seat_update", K_SEATS, eventId=e,
                   availableSeats=avail, seatCapacity=cap)
-    await c.quiet(TIMEOUT)
 
 
 # ------------------------------------------------------------------ #
@@ -522,6 +528,145 @@ def test_capacity_changes_fold_into_the_merge(db, make_server):
             await expect_merge(c, e, created, cancelled, avail, capacity)
             merged += k
             assert srv.stats()["totals"]["merged"] == merged
+        await c.close()
+
+    asyncio.run(body())
+
+
+def check_groups(msgs, e, states, kinds, cap):
+    """The messages of event e in msgs, after its snapshot (states[0]),
+    against the changes it went through: kinds[i] ("booking_created",
+    "booking_cancelled" or None for a capacity-only change) took it from
+    states[i] to states[i + 1].  They must be groups of an optional
+    booking_created, an optional booking_cancelled, then a seat_update,
+    each group covering the next changes in order (a group's counts are
+    the newest of the changes it covers, "bookings" the number of its
+    kind, present only when over 1), ending on the last state.  Returns
+    the number of changes each group covers."""
+    ms = [m for m in msgs if m.get("eventId") == e]
+    assert ms and ms[0]["type"] == "subscribed", ms[:2]
+    assert ms[1]["type"] == "seat_update", ms[:2]
+    assert ms[1]["availableSeats"] == states[0], ms[1]
+    at, covered, group = 0, [], []
+    for m in ms[2:]:
+        if m["type"] != "seat_update":
+            group.append(m)
+            continue
+        # the first state after `at` with these counts; changes of one
+        # event never give the same counts twice in these tests
+        nxt = [j for j in range(at + 1, len(states))
+               if states[j] == m["availableSeats"]]
+        assert nxt, "event %d: seat_update %d is no state after %d: %s" % (
+            e, m["availableSeats"], states[at], states)
+        j = nxt[0]
+        span = kinds[at:j]
+        want = [(k, span.count(k)) for k in ("booking_created",
+                                               "booking_cancelled")
+                if span.count(k) > 0]
+        got = [(g["type"], g.get("bookings", 1)) for g in group]
+        assert got == want, "event %d, changes %d..%d: %s, want %s" % (
+            e, at + 1, j, got, want)
+        for g in group:
+            assert g["availableSeats"] == states[j], (e, g, states[j])
+            assert ("bookings" in g) == (g.get("bookings", 1) > 1), g
+        assert m["seatCapacity"] == cap, m
+        covered.append(j - at)
+        at, group = j, []
+    assert group == [] and at == len(states) - 1, (
+        "event %d ends on %s, not on the last state %d (unsent %s)" % (
+            e, states[at], states[-1], group))
+    return covered
+
+
+@pytest.mark.deadline(180)
+def test_merges_of_more_events_than_a_batch_holds(db, make_server):
+    """150 events followed by one client, more than the 128 changes a
+    drain batch holds before it is sent.  While the worker is stopped,
+    each event is booked once (one statement of 150 rows), then the last
+    11 are booked again and their first bookings cancelled: 172 changes
+    in one drain.  Whatever the batches, each event's messages are
+    groups covering its changes in order with the newest counts, the
+    "bookings" sums are exact, each ends on the database's count, and
+    the merged counter is the sum of the changes sent in groups of more
+    than one (there are some: the last events' changes are close)."""
+    nev, nlast, cap = 150, 11, 10
+    events = db.events([cap] * nev)
+    last = events[-nlast:]
+    srv = surge_server(make_server, db, args=[
+        "--max-subscriptions", "200", "--max-message-rate", "1000"])
+    ids = ",".join(str(e) for e in events)
+    last_ids = ",".join(str(e) for e in last)
+
+    async def body():
+        c = await Client.open(srv, srv.tok)
+        for e in events:
+            await c.subscribe(e)
+        merged0 = srv.stats()["totals"]["merged"]
+        sql = ("INSERT INTO bookings (event_id, user_id, seats) SELECT id, "
+               "1, 1 FROM events WHERE id IN (%s) ORDER BY id;\n"
+               "INSERT INTO bookings (event_id, user_id, seats) SELECT id, "
+               "2, 2 FROM events WHERE id IN (%s) ORDER BY id;\n"
+               "UPDATE bookings SET status = 'cancelled' WHERE user_id = 1 "
+               "AND event_id IN (%s);\n" % (ids, last_ids, last_ids))
+        await commit_while_stopped(srv, db, 0, sql, nev + 2 * nlast, 100)
+        final = dict((int(a), int(b)) for a, b in (
+            line.split("|") for line in db.psql(
+                "SELECT id, available_seats FROM events WHERE id IN (%s)"
+                % ids).split()))
+        want = {e: cap - 2 if e in last else cap - 1 for e in events}
+        assert final == want
+        await c.wait_for(lambda ms: len(set(
+            m["eventId"] for m in ms if m.get("type") == "seat_update" and
+            m["availableSeats"] == want[m["eventId"]])) == nev, 30,
+            "every event's final seat_update")
+        c.pos = len(c.msgs)
+        await c.quiet(TIMEOUT)
+        msgs = [m for _, m in c.msgs]
+        covered = {}
+        for e in events:
+            if e in last:
+                covered[e] = check_groups(
+                    msgs, e, [cap, cap - 1, cap - 3, cap - 2],
+                    ["booking_created", "booking_created",
+                     "booking_cancelled"], cap)
+            else:
+                covered[e] = check_groups(msgs, e, [cap, cap - 1],
+                                          ["booking_created"], cap)
+        in_merges = sum(n for cov in covered.values() for n in cov if n > 1)
+        shapes = sorted(set(tuple(v) for v in covered.values()))
+        st = srv.stats()
+        print("%d events, %d changes in one drain: groups per event %s; "
+              "changes in merges %d, merged counter +%d" % (
+                  nev, nev + 2 * nlast, shapes, in_merges,
+                  st["totals"]["merged"] - merged0))
+        assert st["totals"]["merged"] - merged0 == in_merges
+        assert in_merges > 0
+        await c.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.deadline(120)
+def test_a_merge_then_the_event_deleted(db, make_server):
+    """5 bookings then the event's deletion wait for a stopped worker:
+    its subscriber gets the merge, then unsubscribed, then nothing."""
+    cap = 20
+    e, other = db.events([cap, cap])
+    srv = surge_server(make_server, db)
+
+    async def body():
+        c = await Client.open(srv, srv.tok)
+        await c.subscribe(e)
+        await c.subscribe(other)
+        sql = "".join(book_sql(e, 2, user=i) for i in range(5)) + \
+            "DELETE FROM events WHERE id = %d;\n" % e
+        await commit_while_stopped(srv, db, 0, sql, 6, 100)
+        await expect_merge_then(c, e, 5, cap - 10, cap)
+        check_message(await c.next(TIMEOUT), "unsubscribed",
+                      ["type", "eventId", "timestamp"], eventId=e)
+        await c.quiet(TIMEOUT)
+        db.book(other, 1)
+        await expect_pairs(c, other, [("booking_created", cap - 1)], cap)
         await c.close()
 
     asyncio.run(body())
