@@ -95,10 +95,12 @@ class stopped_worker:
         self.index = index
 
     def __enter__(self):
-        st = wait_for(lambda: (lambda s: s if s["workers"][self.index][
-            "ring_seq"] == s["totals"]["ring_head"] else None)(
-                self.srv.stats()), 10,
-            "worker %d to have read the ring" % self.index)
+        def caught_up():
+            s = self.srv.stats()
+            w = s["workers"][self.index]
+            return s if w["ring_seq"] == s["totals"]["ring_head"] else None
+        st = wait_for(caught_up, 10,
+                      "worker %d to have read the ring" % self.index)
         self.pid = st["workers"][self.index]["pid"]
         os.kill(self.pid, signal.SIGSTOP)
         try:
