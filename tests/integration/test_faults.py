@@ -738,11 +738,13 @@ def test_reading_clients_survive_a_worker_stall_at_64k_send_limit(
     consumers.  The workers are stopped for the time 1000 bookings take
     to reach the ring (a loaded machine does this to any process), then
     resumed with --send-buffer-limit 65536: 1000 changes are ~95 KB per
-    subscriber, and their sockets have megabytes of room."""
+    subscriber, and their sockets have megabytes of room.  --max-lag 0:
+    changes that waited through the stall would be merged otherwise
+    (test_surge.py), and this is about every one of them going out."""
     cap = 10000
     event = db.event(cap)
     srv = db_server(db, make_server, workers=2,
-                    args=["--send-buffer-limit", "65536"])
+                    args=["--send-buffer-limit", "65536", "--max-lag", "0"])
     token = srv.token(sub="fast")
 
     async def body():
@@ -784,11 +786,12 @@ def test_reading_clients_get_every_seat_update_after_a_worker_stall(
     per subscription; SPEC 5 merges seat_updates only for a client that
     is not reading.  After a stall of the workers (as above, default
     --send-buffer-limit), clients that read everything must still get
-    one seat_update per booking."""
+    one seat_update per booking (with --max-lag 0: a stall past --max-lag
+    merges, test_surge.py)."""
     cap = 10000
     n = 500
     event = db.event(cap)
-    srv = db_server(db, make_server, workers=2)
+    srv = db_server(db, make_server, workers=2, args=["--max-lag", "0"])
     token = srv.token(sub="fast")
 
     async def body():

@@ -162,9 +162,11 @@ def test_slow_consumer_closed_1008_while_1000_subscribers_keep_receiving(
         db, make_server, record_property):
     cap_a, cap_b = 100000, 1000000
     a, b = db.event(cap_a), db.event(cap_b)
+    # --max-lag 0: every subscriber of A must get every booking, which a
+    # loaded machine's stall past --max-lag would merge (test_surge.py)
     srv = db_server(db, make_server, workers=2,
                     args=["--send-buffer-limit", "65536",
-                          "--max-connections", "5000"])
+                          "--max-connections", "5000", "--max-lag", "0"])
     token = srv.token(sub="load")
     swarm = Swarm()
     slow = None
