@@ -75,6 +75,8 @@ struct sc_pending {
     struct sc_frame *f[2]; /* booking frame (or NULL), seat_update */
     int64_t version;
     int64_t published_ms;  /* in the ring, CLOCK_MONOTONIC */
+    uint32_t kind;         /* enum sc_change_kind */
+    int32_t available, capacity;
 };
 
 /* The worker's view of one event some of its connections follow. */
@@ -94,7 +96,8 @@ struct sc_wevent {
     struct sc_wevent *mnext;      /* fan's list of events with a merge */
     uint64_t due_ms;              /* the next sweep, CLOCK_MONOTONIC */
     uint64_t swept_ms;            /* when the last sweep began */
-    uint64_t sweep_ms;            /* how long it took */
+    uint64_t sweep_ms;            /* how long it (or the last batch of
+                                     the event) took to write */
 };
 
 /* How the fan-out reaches connections and the worker. */

@@ -301,6 +301,31 @@ sc_fanout_unsubscribe_all(struct sc_fanout *fan, struct sc_follower *fol)
 /* Delivery                                                             */
 
 static void bury_zombies(struct sc_fanout *fan);
+static int fold(struct sc_fanout *fan, struct sc_wevent *e, int64_t version,
+                uint32_t kind, int32_t available, int32_t capacity);
+static void sweep(struct sc_fanout *fan, struct sc_wevent *e);
+
+/*
+ * The changes of e batched from pend[i] on, merged and swept at once
+ * instead: 1 if done (their frames are left for the caller to release).
+ */
+static int
+merge_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i)
+{
+    for (unsigned j = i; j < fan->npend; j++) {
+        struct sc_pending *p = &fan->pend[j];
+        if (p->ev != e) {
+            continue;
+        }
+        if (fold(fan, e, p->version, p->kind, p->available, p->capacity) !=
+            0) {
+            return 0; /* out of memory before the first: sent as they are */
+        }
+        p->ev = NULL;
+    }
+    sweep(fan, e);
+    return 1;
+}
 
 /*
  * Queues f, a change of e at `version`, to every subscriber of e whose
@@ -420,6 +445,14 @@ flush_pending(struct sc_fanout *fan)
         if (e == NULL) {
             continue;
         }
+        /* writing them takes as long as the last time: if they will have
+         * waited past --max-lag by then, the surge begins now */
+        if (fan->max_lag > 0 && e->sweep_ms > 0 &&
+            (int64_t)began - oldest + (int64_t)e->sweep_ms >
+                (int64_t)fan->max_lag &&
+            merge_batched(fan, e, i)) {
+            continue;
+        }
         for (unsigned j = i; j < fan->npend; j++) {
             if (fan->pend[j].ev != e) {
                 continue;
@@ -447,11 +480,11 @@ flush_pending(struct sc_fanout *fan)
         }
         /* written to every subscriber too late: its next changes merge,
          * the first sweep spaced from this batch like a sweep */
+        e->sweep_ms = sc_mono_ms() - began;
         if (fan->max_lag > 0 &&
             (int64_t)sc_mono_ms() - oldest > (int64_t)fan->max_lag) {
             e->surging = true;
             e->swept_ms = began;
-            e->sweep_ms = sc_mono_ms() - began;
         }
     }
     for (unsigned i = 0; i < fan->npend; i++) {
@@ -607,6 +640,9 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
     p->ev = e;
     p->version = m->version;
     p->published_ms = m->published_ms;
+    p->kind = m->kind;
+    p->available = m->available;
+    p->capacity = m->capacity;
     p->f[0] = NULL;
     if (m->update_off > 0 && m->update_off <= m->frame_len) {
         p->f[0] = sc_frame_new(m->frame, m->update_off, 0);
@@ -625,7 +661,8 @@ add_pending(struct sc_fanout *fan, struct sc_wevent *e,
  * when there is no step yet (nothing folded).
  */
 static int
-fold(struct sc_fanout *fan, struct sc_wevent *e, const struct sc_ring_msg *m)
+fold(struct sc_fanout *fan, struct sc_wevent *e, int64_t version,
+     uint32_t kind, int32_t available, int32_t capacity)
 {
     struct sc_merge *mg = &e->merge;
     struct sc_merge_step *st;
@@ -641,9 +678,13 @@ fold(struct sc_fanout *fan, struct sc_wevent *e, const struct sc_ring_msg *m)
         }
     }
     if (mg->n == 0) {
-        /* the first change since the last sweep: when to sweep next */
-        uint64_t gap = fan->max_lag / 2 > e->sweep_ms ? fan->max_lag / 2
-                                                      : e->sweep_ms;
+        /* the first change since the last sweep: the next sweep begins
+         * max_lag / 2 after the last one began, and not before as long a
+         * pause as it took (at most half the time sweeping: the database
+         * and the clients need the CPU too) */
+        uint64_t gap = fan->max_lag / 2 > 2 * e->sweep_ms
+                           ? fan->max_lag / 2
+                           : 2 * e->sweep_ms;
         e->due_ms = e->surging ? e->swept_ms + gap : 0;
         e->surging = true;
         e->mnext = fan->merging;
@@ -655,11 +696,11 @@ fold(struct sc_fanout *fan, struct sc_wevent *e, const struct sc_ring_msg *m)
         mg->n++;
     }
     st = &mg->steps[mg->n - 1];
-    st->version = m->version;
-    st->created += m->kind == SC_CHANGE_BOOKING_CREATED;
-    st->cancelled += m->kind == SC_CHANGE_BOOKING_CANCELLED;
-    mg->available = m->available;
-    mg->capacity = m->capacity;
+    st->version = version;
+    st->created += kind == SC_CHANGE_BOOKING_CREATED;
+    st->cancelled += kind == SC_CHANGE_BOOKING_CANCELLED;
+    mg->available = available;
+    mg->capacity = capacity;
     return 0;
 }
 
@@ -697,7 +738,7 @@ deliver(struct sc_fanout *fan, const struct sc_ring_msg *m)
     }
     wait = record_wait(fan, m);
     if (fan->max_lag > 0 && (e->surging || wait > fan->max_lag) &&
-        fold(fan, e, m) == 0) {
+        fold(fan, e, m->version, m->kind, m->available, m->capacity) == 0) {
         return;
     }
     if (e->merge.n > 0) {

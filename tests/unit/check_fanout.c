@@ -620,6 +620,7 @@ START_TEST(a_batch_written_too_late_starts_a_surge)
     struct sc_event_state st;
     struct fake a;
     char f[8][160];
+    uint64_t due;
 
     fake_init(&a);
     sc_fanout_set_max_lag(&fan, 20);
@@ -633,10 +634,44 @@ START_TEST(a_batch_written_too_late_starts_a_surge)
     /* the next changes, fresh, merge */
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
-    /* (the next sweep is due when the 30 ms write ended: now) */
+    /* held: at most half the time writing, so not before 60 ms after
+     * the 30 ms write began */
+    due = sc_fanout_drain(&fan);
+    ck_assert_uint_ne(due, 0);
+    ck_assert_str_eq(a.got, "B1|S1|");
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, due), 0);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 4);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, ",\"bookings\":2")), f[2]);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+}
+END_TEST
+
+START_TEST(a_batch_that_would_be_written_too_late_is_merged)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a;
+    char f[8][160];
+
+    fake_init(&a);
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    /* a write of 30 ms, in time */
+    write_ms = 30;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    sc_fanout_drain(&fan);
+    ck_assert_str_eq(a.got, "B1|S1|");
+    /* two changes that waited 15 ms: written as long, they would have
+     * waited 45, past 40: merged and sent at once */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    let_wait(15);
+    write_ms = 0;
     ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
     ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 4);
     ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, ",\"bookings\":2")), f[2]);
+    ck_assert_ptr_eq(strstr(f[3], MERGED_SEATS(47)), f[3]);
+    ck_assert_uint_eq(merged(), 2);
     sc_fanout_unsubscribe_all(&fan, &a.fol);
 }
 END_TEST
@@ -715,6 +750,7 @@ fanout_suite(void)
     tcase_add_test(tc, merge_spares_what_a_snapshot_holds);
     tcase_add_test(tc, a_surge_sweeps_spaced_until_it_ends);
     tcase_add_test(tc, a_batch_written_too_late_starts_a_surge);
+    tcase_add_test(tc, a_batch_that_would_be_written_too_late_is_merged);
     tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
     tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
