@@ -16,7 +16,7 @@
  * its changes are merged into one booking_created and one
  * booking_cancelled carrying "bookings": N and the newest count, then one
  * seat_update, sent to its subscribers at most every max_lag / 2 ms (or
- * the last such sweep's duration, if longer).  A sweep then costs a few
+ * 1.5 times the last such sweep's duration, if longer).  A sweep then costs a few
  * frames per subscriber however many bookings it stands for.  The surge
  * ends when a sweep stands for one change only.
  *

@@ -11,18 +11,19 @@
  * whose last subscriber leaves during a batch waits on the zombie list
  * (a pending entry may still point at it) and is freed after the batch.
  *
- * Surges (--max-lag): a change of an event read after waiting in the
- * ring longer than max_lag, or batched and written to the last of the
- * event's subscribers more than max_lag after it was published, makes
- * the event surge.  A surging event's
+ * Surges (--max-lag): an event surges when one of its changes has waited
+ * longer than max_lag for this worker: in the ring before the worker read
+ * it; or batched, until written to the event's last subscriber (known
+ * after the write; foreseen before it from how long the event's last
+ * write took, and then the batch is merged instead).  A surging event's
  * changes are not batched: they fold into its merge, which keeps per
  * change its version and the running sums (so that a subscriber whose
  * snapshot already holds some of them gets the sums of the rest, in
  * frames of its own), and which is swept to the subscribers when due:
- * at once for the first, then at most every max_lag / 2 ms, or the last
- * sweep's duration if that was longer (a sweep costs a write per
- * subscriber however many bookings it carries; sweeping as often as
- * possible would take the CPU the database and the clients need).  What
+ * at once for the first, then max_lag / 2 ms after the last sweep began,
+ * or 1.5 times that sweep's duration if longer (a sweep costs a write
+ * per subscriber however many bookings it carries; sweeping back to back
+ * would take the CPU the database and the clients need).  What
  * an event had batched before it surged is older and goes first; before
  * its deletion, and before a resync, its merge is swept at once.  A
  * sweep that carries a single change ends the surge: merged or not, it
@@ -679,12 +680,12 @@ fold(struct sc_fanout *fan, struct sc_wevent *e, int64_t version,
     }
     if (mg->n == 0) {
         /* the first change since the last sweep: the next sweep begins
-         * max_lag / 2 after the last one began, and not before as long a
-         * pause as it took (at most half the time sweeping: the database
-         * and the clients need the CPU too) */
-        uint64_t gap = fan->max_lag / 2 > 2 * e->sweep_ms
+         * max_lag / 2 after the last one began, and not before half as
+         * long a pause as it took (at most 2/3 of the time sweeping: the
+         * database and the clients need the CPU too) */
+        uint64_t gap = fan->max_lag / 2 > 3 * e->sweep_ms / 2
                            ? fan->max_lag / 2
-                           : 2 * e->sweep_ms;
+                           : 3 * e->sweep_ms / 2;
         e->due_ms = e->surging ? e->swept_ms + gap : 0;
         e->surging = true;
         e->mnext = fan->merging;
