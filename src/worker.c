@@ -110,33 +110,33 @@ sweep_at(struct sc_worker *w, uint64_t due)
     }
 }
 
-/* The ring, from where this worker left it: one batch, one write per
- * socket. */
+/* One batch, one write per socket: the ring from where this worker left
+ * it (with the sweeps due), or only the sweeps of surging events due. */
 static void
-drain_ring(struct sc_worker *w)
+deliver_batch(struct sc_worker *w, bool ring)
 {
     uint64_t due;
 
     w->env.batching = true;
-    due = sc_fanout_drain(&w->fan);
+    due = ring ? sc_fanout_drain(&w->fan)
+               : sc_fanout_sweep(&w->fan, sc_mono_ms());
     w->env.batching = false;
     sc_conn_flush_dirty(&w->env);
     sweep_at(w, due);
 }
 
 static void
+drain_ring(struct sc_worker *w)
+{
+    deliver_batch(w, true);
+}
+
+static void
 on_sweep(evutil_socket_t fd, short what, void *arg)
 {
-    struct sc_worker *w = arg;
-    uint64_t due;
-
     (void)fd;
     (void)what;
-    w->env.batching = true;
-    due = sc_fanout_sweep(&w->fan, sc_mono_ms());
-    w->env.batching = false;
-    sc_conn_flush_dirty(&w->env);
-    sweep_at(w, due);
+    deliver_batch(arg, false);
 }
 
 static void

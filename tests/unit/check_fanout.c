@@ -676,21 +676,30 @@ START_TEST(a_batch_that_would_be_written_too_late_is_merged)
 }
 END_TEST
 
-START_TEST(a_deletion_sends_the_held_merge_first)
+/* a follows event 1 (e), which surges (two changes merged and sent) and
+ * holds a third change (seats 47) for its next sweep. */
+static void
+surge_held(struct sc_event_entry *e, struct fake *a)
 {
-    struct sc_event_entry *e = event(1, 50, 0);
     struct sc_event_state st;
-    struct fake a;
-    char f[8][160];
 
-    fake_init(&a);
+    fake_init(a);
     sc_fanout_set_max_lag(&fan, 40);
-    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &a->fol, e, 1, 10, &st);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
     let_wait(40);
-    sc_fanout_drain(&fan); /* a surge: 2 changes merged */
+    sc_fanout_drain(&fan);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+}
+
+START_TEST(a_deletion_sends_the_held_merge_first)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct fake a;
+    char f[8][160];
+
+    surge_held(e, &a);
     ck_assert_uint_ne(sc_fanout_drain(&fan), 0); /* held */
     ck_assert_int_eq(a.batches, 1);
     publish(1, SC_CHANGE_EVENT_DELETED, 4);
@@ -705,18 +714,10 @@ END_TEST
 START_TEST(turning_merging_off_sends_the_held_merge_first)
 {
     struct sc_event_entry *e = event(1, 50, 0);
-    struct sc_event_state st;
     struct fake a;
     char f[8][160];
 
-    fake_init(&a);
-    sc_fanout_set_max_lag(&fan, 40);
-    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
-    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
-    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
-    let_wait(40);
-    sc_fanout_drain(&fan); /* a surge: 2 changes merged */
-    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    surge_held(e, &a);
     ck_assert_uint_ne(sc_fanout_drain(&fan), 0);
     sc_fanout_set_max_lag(&fan, 0); /* a reload */
     publish(1, SC_CHANGE_BOOKING_CREATED, 4);
