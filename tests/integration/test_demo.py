@@ -493,14 +493,17 @@ def test_demo_page_reconnects(tmp_path, make_server, browser):
             # shutdownDelay), a fleet of pages does not come back at once
             assert srv.stop(timeout=15) == 0
             b.wait('#state[data-state="closed"]', 10)
-            assert "1001" in b.text("#state"), b.text("#state")
-            assert b.attr("#countdown", "data-attempt") == "1"
-            assert int(b.attr("#countdown", "data-retry-cap")) == 3000
-            first = int(b.attr("#countdown", "data-retry-ms"))
-            assert 0 <= first < 3000, first
-            if first >= 1000:
-                assert re.match(r"reconnecting in \d+ s$",
-                                b.text("#countdown")), b.text("#countdown")
+            # a first delay drawn short may be over before the next read
+            # (the CI once saw it): the page's state is checked only while
+            # it still waits for that first retry; the delays themselves
+            # are in data-history, below
+            state, countdown = b.text("#state"), b.text("#countdown")
+            first = b.attr("#countdown", "data-retry-ms")
+            if b.attr("#countdown", "data-attempt") == "1":
+                assert "1001" in state, state
+                if first and int(first) >= 1000:
+                    assert re.match(r"reconnecting in \d+ s$",
+                                    countdown), countdown
             # the retries fail (nginx answers 502): the ceiling doubles
             # from minDelay (1 s) with each failed attempt, every delay
             # drawn below it
