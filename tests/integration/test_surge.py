@@ -361,7 +361,9 @@ def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
     """Default --max-lag, the worker running: 50 bookings committed back
     to back (one psql session, one transaction each) reach the one
     subscriber unmerged, 50 booking_created + 50 seat_update in commit
-    order; merged counter 0."""
+    order; merged counter 0.  Then 50 bookings in one transaction: they
+    reach the ring together, so the worker reads them in the same drains,
+    and still sends them one by one."""
     cap, n = 500, 50
     e = db.event(cap)
     srv = surge_server(make_server, db)
@@ -393,6 +395,21 @@ def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
         assert m1[MERGED] - m0[MERGED] == 0
         assert srv.stats()["totals"]["merged"] == 0
         assert count == n
+
+        want = []
+        db.psql("BEGIN;\n" + "".join(book_sql(e, 1, user=i)
+                                     for i in range(n)) + "COMMIT;\n")
+        for i in range(n):
+            avail -= 1
+            want.append(("booking_created", avail))
+        assert db.available(e) == avail
+        await c.wait_for(lambda ms: any(
+            m.get("type") == "seat_update" and
+            m.get("availableSeats") == avail for m in ms), 30,
+            "the one transaction's last seat_update")
+        assert no_bookings_key(c) == []
+        await expect_pairs(c, e, want, cap)
+        assert srv.stats()["totals"]["merged"] == 0
         await c.close()
 
     asyncio.run(body())
