@@ -13,6 +13,7 @@ Each test reproduces an attack an audit found against an earlier build
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -73,14 +74,17 @@ def connect_reader_less(srv, token):
 
 @pytest.mark.deadline(120)
 def test_ping_flood_from_a_client_that_never_reads(make_server):
-    """4.2 MB of empty pings from a client that reads nothing: the worker
-    keeps one pending pong, stops reading the client, and does not grow
-    (an earlier build queued a pong per ping: +37 MB, never returned)."""
+    """4.2 MB of numbered pings from a client that reads nothing: the
+    worker keeps one pending pong, stops reading the client, and does not
+    grow (an earlier build queued a pong per ping: +37 MB, never
+    returned)."""
     srv = make_server(workers=1)
     worker = srv.worker_pids()[0]
     c = connect_reader_less(srv, srv.token())
     before = rss_kib(worker)
-    flood = encode_frame(OP_PING, b"") * 700000           # 4.2 MB
+    count = 420000                       # 10-byte frames: 4.2 MB
+    flood = b"".join(encode_frame(OP_PING, struct.pack(">I", i))
+                     for i in range(count))
     sent = push(c.sock, flood, 10)
     sent += push(c.sock, encode_frame(OP_PING, b"last"), 5)
     grown = rss_kib(worker) - before
@@ -100,21 +104,31 @@ def test_ping_flood_from_a_client_that_never_reads(make_server):
           % (min(samples), max(samples)))
     assert min(r for r, _ in samples) > 0, samples
     assert min(q for _, q in samples) > 1024 * 1024, samples
-    # now the client reads: far fewer pongs than pings, the last one
-    # answers the last ping, and the connection is still usable
-    pongs, last = 0, None
+    # now the client reads: each pong names the ping it answers.  They
+    # come in order, the last one answers the last ping, and the
+    # connection is still usable
+    answered, skipped, last = [], 0, None
     deadline = time.monotonic() + 60
     while last != b"last":
         assert time.monotonic() < deadline, "no pong for the last ping"
         op, payload = c.recv_frame(timeout=10)
         assert op != OP_CLOSE, "closed: %r" % (c.close_frame,)
-        if op == OP_PONG:
-            pongs += 1
-            last = bytes(payload)
-    # every ping that arrived while the output was backed up replaced
-    # the pending pong: fewer pongs than pings (one each, before)
-    print("%d pongs for %d pings" % (pongs, sent // 6))
-    assert pongs < sent // 6 - 1000
+        if op != OP_PONG:
+            continue
+        last = bytes(payload)
+        if last != b"last":
+            n, = struct.unpack(">I", last)
+            assert not answered or n > answered[-1], (answered[-1], n)
+            skipped += n - (answered[-1] if answered else -1) - 1
+            answered.append(n)
+    # a ping that arrived while the output was backed up took the pending
+    # pong's place: the pings between two pongs went unanswered (none
+    # would, had every ping queued a pong of its own).  How many depends
+    # on where in a read the socket filled, and on how fast each side is
+    print("%d pongs for %d pings, %d pings answered by a later pong"
+          % (len(answered) + 1, count + 1, skipped))
+    assert skipped > 0
+    assert answered[-1] < count
     c.send_text('{"type":"ping"}')
     assert c.recv_json(timeout=10)["type"] == "pong"
     c.close()
