@@ -89,11 +89,11 @@ book_one(struct lg_book *b, uint64_t g)
     return exec_ok(b, "COMMIT");
 }
 
-/* Sleeps until origin + k / rate (absolute, so pacing does not drift). */
+/* Sleeps until start + k / rate (absolute, so pacing does not drift). */
 static void
-pace(const struct lg_book *b, uint32_t k)
+pace(const struct lg_book *b, int64_t start_ns, uint32_t k)
 {
-    int64_t at = b->origin_ns + (int64_t)((double)k / b->rate * 1e9);
+    int64_t at = start_ns + (int64_t)((double)k / b->rate * 1e9);
     struct timespec ts = {.tv_sec = (time_t)(at / 1000000000),
                           .tv_nsec = (long)(at % 1000000000)};
 
@@ -105,12 +105,15 @@ pace(const struct lg_book *b, uint32_t k)
 uint32_t
 lg_book_run(struct lg_book *b)
 {
+    /* paced from now, not from the phase's origin: the clients' setup
+     * between the two must not turn into a burst of catching up */
+    int64_t start_ns = mono_ns();
     uint32_t k;
 
     b->err[0] = '\0';
     for (k = 0; k < b->count; k++) {
         if (b->rate > 0) {
-            pace(b, k);
+            pace(b, start_ns, k);
         }
         if (!book_one(b, b->first_booking + k)) {
             break;

@@ -39,7 +39,7 @@ struct lg_book {
 int lg_book_prepare(PGconn *pg);
 
 /*
- * Commits b->count bookings, paced at b->rate from b->origin_ns, and
+ * Commits b->count bookings, paced at b->rate from the call, and
  * fills commit_ns[].  Returns the number committed; fewer than count
  * means a statement failed (b->err says which; the rest are not tried).
  */

@@ -629,6 +629,14 @@ phase_begin(struct client *cl)
             lg_onsale_reset(&cl->lg->os[i]);
         }
     }
+    if (cl->lg->os != NULL) {
+        /* zeroed for lg_onsale_apply(), and faulted in now rather than
+         * while the onsale runs */
+        size_t k = cl->lg->o.onsale_bookings;
+
+        memset(cl->lg->cover_us + (size_t)cl->lo * k, 0,
+               (size_t)(cl->hi - cl->lo) * k * sizeof(*cl->lg->cover_us));
+    }
     st->frames = st->updates = st->created = 0;
     st->dups = st->reordered = st->unexpected = 0;
     memset(&st->os, 0, sizeof(st->os));

@@ -1,9 +1,10 @@
 /*
  * lg_onsale.c - what one subscriber's messages show of an onsale
  *
- * See lg_onsale.h.  Covering a range costs one store per booking
- * covered, so a connection costs K stores over the whole onsale however
- * the server groups its messages.
+ * See lg_onsale.h.  A message costs one store however many bookings it
+ * covers (a store per booking made 100 000 subscribers of 1 000 bookings
+ * write 400 MB while the onsale ran); lg_onsale_fill() spreads the times
+ * afterwards.
  */
 #include "lg_onsale.h"
 
@@ -23,8 +24,8 @@ lg_onsale_apply(struct lg_onsale_conn *o, uint32_t *cover, int64_t j,
     if (j < o->hi) {
         c->older++;
     } else {
-        for (int64_t b = (int64_t)o->hi + 1; b <= j; b++) {
-            cover[b] = t;
+        if (j > o->hi) {
+            cover[j] = t + 1;
         }
         o->hi = (int32_t)j;
     }
@@ -53,5 +54,18 @@ lg_onsale_apply(struct lg_onsale_conn *o, uint32_t *cover, int64_t j,
     default:
         c->cancelled++;
         break;
+    }
+}
+
+void
+lg_onsale_fill(uint32_t *cover, int64_t hi)
+{
+    uint32_t t = 0;
+
+    for (int64_t b = hi; b >= 0; b--) {
+        if (cover[b] != 0) {
+            t = cover[b] - 1;
+        }
+        cover[b] = t;
     }
 }

@@ -13,9 +13,13 @@
  * a booking_created then carries "bookings": N, the number of bookings it
  * stands for (absent: 1), and the latest count.  For each connection:
  *   - hi, the highest index any message showed: a message showing j > hi
- *     covers bookings hi+1 .. j, whose cover time (the time of the read
- *     that brought it) is written to cover[hi+1 .. j]; freshness is cover
- *     time minus commit time, computed by the parent;
+ *     covers bookings hi+1 .. j, whose cover time is the time of the read
+ *     that brought it; freshness is cover time minus commit time, computed
+ *     by the parent.  Only cover[j] is written (the time + 1), so that a
+ *     message costs one store however many bookings it covers: cover[]
+ *     starts zeroed, and lg_onsale_fill() gives hi+1 .. j-1 the time of j
+ *     after the onsale (while it runs, the loadgen's own cost competes
+ *     with the server for the same cores);
  *   - a message showing j < hi is an older count after a newer one;
  *   - the sum of "bookings" of its booking_created, which must reach K,
  *     and each booking_created's "bookings" must equal the step of its
@@ -64,5 +68,12 @@ void lg_onsale_reset(struct lg_onsale_conn *o);
 void lg_onsale_apply(struct lg_onsale_conn *o, uint32_t *cover, int64_t j,
                      int64_t last, const struct lg_msg *m, uint32_t t,
                      struct lg_onsale_tally *c);
+
+/*
+ * After the onsale: cover[0 .. hi] of one connection (zeroed before its
+ * first message, then written by lg_onsale_apply()) become the cover time
+ * of each booking.
+ */
+void lg_onsale_fill(uint32_t *cover, int64_t hi);
 
 #endif /* LG_ONSALE_H */

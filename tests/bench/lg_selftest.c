@@ -254,10 +254,12 @@ check_onsale(int *fails)
     /* today: every booking is booking_created + seat_update */
     lg_onsale_reset(&o);
     memset(&c, 0, sizeof(c));
+    memset(cover, 0, sizeof(cover));
     for (int j = 0; j < 5; j++) {
         feed(&o, cover, LG_MSG_BOOKING_CREATED, j, 0, 10u * (uint32_t)j, &c);
         feed(&o, cover, LG_MSG_SEAT_UPDATE, j, 0, 10u * (uint32_t)j + 1, &c);
     }
+    lg_onsale_fill(cover, o.hi);
     check(fails,
           cover[0] == 0 && cover[2] == 20 && cover[4] == 40 && o.hi == 4 &&
               o.upd == 4 && o.bookings == 5 && c.bookings == 5 &&
@@ -267,12 +269,14 @@ check_onsale(int *fails)
     /* merging: 0, then 1..3 as one ("bookings": 3), then 4 */
     lg_onsale_reset(&o);
     memset(&c, 0, sizeof(c));
+    memset(cover, 0, sizeof(cover));
     feed(&o, cover, LG_MSG_BOOKING_CREATED, 0, 0, 1, &c);
     feed(&o, cover, LG_MSG_SEAT_UPDATE, 0, 0, 1, &c);
     feed(&o, cover, LG_MSG_BOOKING_CREATED, 3, 3, 5, &c);
     feed(&o, cover, LG_MSG_SEAT_UPDATE, 3, 0, 6, &c);
     feed(&o, cover, LG_MSG_BOOKING_CREATED, 4, 0, 9, &c);
     feed(&o, cover, LG_MSG_SEAT_UPDATE, 4, 0, 9, &c);
+    lg_onsale_fill(cover, o.hi);
     check(fails,
           cover[0] == 1 && cover[1] == 5 && cover[2] == 5 && cover[3] == 5 &&
               cover[4] == 9 && o.bookings == 5 && o.upd == 4 &&
@@ -282,8 +286,10 @@ check_onsale(int *fails)
     /* faults: an older count, a wrong step, "bookings": 1 */
     lg_onsale_reset(&o);
     memset(&c, 0, sizeof(c));
+    memset(cover, 0, sizeof(cover));
     feed(&o, cover, LG_MSG_SEAT_UPDATE, 3, 0, 7, &c);
     feed(&o, cover, LG_MSG_SEAT_UPDATE, 2, 0, 8, &c);
+    lg_onsale_fill(cover, o.hi);
     check(fails,
           c.older == 1 && o.hi == 3 && o.upd == 2 && cover[0] == 7 &&
               cover[3] == 7,

@@ -254,7 +254,7 @@ map_shared(struct lg *lg)
     lg->ev_first = shared_map(m * sizeof(*lg->ev_first));
     lg->ev_base = shared_map(m * sizeof(*lg->ev_base));
     if (lg->o.onsale_bookings > 0) {
-        /* pages are touched only as bookings are covered */
+        /* each client zeroes its connections' part before the onsale */
         lg->os = shared_map(n * sizeof(*lg->os));
         lg->cover_us =
             shared_map(n * lg->o.onsale_bookings * sizeof(*lg->cover_us));
@@ -795,7 +795,7 @@ onsale_freshness(struct run *r, struct onsale *os)
     }
     for (uint32_t i = 0; i < lg->o.conns; i++) {
         const struct lg_onsale_conn *o = &lg->os[i];
-        const uint32_t *cover = lg->cover_us + (size_t)i * lg->o.onsale_bookings;
+        uint32_t *cover = lg->cover_us + (size_t)i * lg->o.onsale_bookings;
         int64_t hi = o->hi < (int32_t)os->committed ? o->hi
                                                      : (int64_t)os->committed - 1;
 
@@ -805,6 +805,7 @@ onsale_freshness(struct run *r, struct onsale *os)
         os->final_ok += o->upd == final_idx;
         os->sum_ok += o->bookings == os->committed;
         os->pairs += os->committed;
+        lg_onsale_fill(cover, o->hi);
         for (int64_t b = 0; b <= hi; b++) {
             int64_t d = (int64_t)cover[b] * 1000 - os->commit_ns[b];
             size_t bucket;
@@ -1004,8 +1005,11 @@ print_connect(const struct run *r, FILE *out)
 static void
 print_onsale(const struct onsale *os, FILE *out)
 {
+    /* from the first COMMIT to the last: the clients' setup before the
+     * first is not the database's pace */
     double commit_s = os->committed > 0
-                          ? (double)os->commit_ns[os->committed - 1] / 1e9
+                          ? (double)(os->commit_ns[os->committed - 1] -
+                                     os->commit_ns[0]) / 1e9
                           : 0;
     int64_t span = os->committed > 0 ? os->last_ns - os->origin_ns : 0;
     double cpu_ns = (double)os->cpu_ticks * (double)lg_proc_tick_ns();
