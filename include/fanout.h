@@ -15,10 +15,13 @@
  * until the worker had written it to every subscriber), the event surges:
  * its changes are merged into one booking_created and one
  * booking_cancelled carrying "bookings": N and the newest count, then one
- * seat_update, sent to its subscribers at most every max_lag / 2 ms (or
- * 1.5 times the last such sweep's duration, if longer).  A sweep then costs a few
- * frames per subscriber however many bookings it stands for.  The surge
- * ends when a sweep stands for one change only.
+ * seat_update, swept to its subscribers at most every max_lag / 2 ms (or
+ * 1.5 times the last such sweep's duration, if longer).  A sweep then
+ * costs a few frames per subscriber however many bookings it stands for.
+ * A sweep writes sweep_chunk subscribers at a time, the worker reading
+ * the ring in between, so that the subscribers it has not reached yet get
+ * the changes that came meanwhile (each subscriber gets the sums of what
+ * it lacks).  The surge ends when a sweep stands for one change only.
  *
  * Loop glue, one worker process.  It knows nothing of sockets: frames go
  * to a connection through the hooks in sc_fanout_ops, and a connection's
@@ -39,6 +42,7 @@ struct sc_event_state;
 struct sc_wevent;
 
 #define SC_FANOUT_PEND_MAX 128 /* changes grouped per broadcast batch */
+#define SC_FANOUT_SWEEP_CHUNK 256 /* subscribers a sweep writes at a time */
 
 /* One (connection, event) subscription. */
 struct sc_sub {
@@ -98,6 +102,10 @@ struct sc_wevent {
     uint64_t swept_ms;            /* when the last sweep began */
     uint64_t sweep_ms;            /* how long it (or the last batch of
                                      the event) took to write */
+    struct sc_sub *cursor;        /* the next subscriber of the sweep in
+                                     progress (NULL: none) */
+    int64_t sweep_version;        /* the newest change when it began */
+    uint32_t sweep_steps;         /* changes in the merge then */
 };
 
 /* How the fan-out reaches connections and the worker. */
@@ -126,6 +134,7 @@ struct sc_fanout {
     unsigned npend;
     struct sc_wevent *merging; /* events whose merge is not empty */
     uint32_t max_lag; /* ms; 0 = never merge */
+    uint32_t sweep_chunk; /* subscribers a sweep writes at a time */
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     bool batching;
 };
@@ -142,9 +151,10 @@ int sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
 void sc_fanout_set_max_lag(struct sc_fanout *fan, uint32_t ms);
 
 /*
- * Sends the merges whose sweep is due by `now` (CLOCK_MONOTONIC ms).
- * Returns when the next one is due (0: none waits); the worker calls it
- * again then.  sc_fanout_drain() calls it too.
+ * Sends the merges whose sweep is due by `now` (CLOCK_MONOTONIC ms), and
+ * the next sweep_chunk subscribers of the sweeps in progress.  Returns
+ * when to call it again: `now` while a sweep is in progress, else when
+ * the next one is due (0: none waits).  sc_fanout_drain() calls it too.
  */
 uint64_t sc_fanout_sweep(struct sc_fanout *fan, uint64_t now);
 

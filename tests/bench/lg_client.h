@@ -144,6 +144,14 @@ struct lg_opts {
     double drain_timeout;
     uint32_t onsale_bookings; /* onsale mode: K > 0 (one event) */
     double onsale_rate;       /* its bookings per second, 0: at once */
+    const char *onsale_dump;  /* file for freshness per booking, or NULL */
+    /* After an epoll_wait() that returned fewer than a quarter of its
+     * batch, pause this long (0: never).  The clients stand for browsers
+     * on other machines, but share the server's cores here: woken for
+     * each frame, they cost a context switch per frame (at 100 000
+     * subscribers, most of their CPU).  A pause lets frames gather; it
+     * can only make a measured time later. */
+    uint32_t read_pause_us;
     uint16_t port;
 };
 

@@ -778,6 +778,50 @@ hist_rank(const uint64_t *hist, uint64_t total, double q, double max_ms)
     return ms < max_ms ? ms : max_ms;
 }
 
+/*
+ * --onsale-dump: per booking, a line "index commit_ms mean_ms max_ms": its
+ * commit (ms since the phase began) and its freshness over the
+ * subscribers that saw it (after lg_onsale_fill()), to see when in the
+ * onsale the late ones fall.
+ */
+static void
+onsale_dump(const struct run *r, const struct onsale *os)
+{
+    const struct lg *lg = &r->lg;
+    FILE *f;
+
+    if (lg->o.onsale_dump == NULL) {
+        return;
+    }
+    f = fopen(lg->o.onsale_dump, "w");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: --onsale-dump: %s: %s\n",
+                lg->o.onsale_dump, strerror(errno));
+        return;
+    }
+    for (uint32_t b = 0; b < os->committed; b++) {
+        int64_t max_ns = 0;
+        double sum_ms = 0;
+        uint32_t seen = 0;
+        for (uint32_t i = 0; i < lg->o.conns; i++) {
+            const uint32_t *cover =
+                lg->cover_us + (size_t)i * lg->o.onsale_bookings;
+            int64_t d;
+            if ((lg->conns[i].flags & LG_CF_PHASE) == 0 ||
+                (int32_t)b > lg->os[i].hi) {
+                continue;
+            }
+            d = (int64_t)cover[b] * 1000 - os->commit_ns[b];
+            max_ns = d > max_ns ? d : max_ns;
+            sum_ms += (double)d / 1e6;
+            seen++;
+        }
+        fprintf(f, "%u %.3f %.1f %.1f\n", b, (double)os->commit_ns[b] / 1e6,
+                seen > 0 ? sum_ms / seen : 0, (double)max_ns / 1e6);
+    }
+    fclose(f);
+}
+
 /* Per connection: final count, "bookings" sum; per (connection, booking)
  * covered: freshness = cover time - commit time, into a histogram. */
 static void
@@ -821,6 +865,7 @@ onsale_freshness(struct run *r, struct onsale *os)
             os->covered++;
         }
     }
+    onsale_dump(r, os);
     if (os->covered > 0) {
         static const double q[4] = {0.50, 0.90, 0.99, 0.999};
 
@@ -1095,8 +1140,10 @@ usage(void)
             "[--paced-seconds 5]\n"
             "               [--settle 1] [--handshake-timeout 10] "
             "[--drain-timeout 5]\n"
-            "               [--onsale-bookings K [--onsale-rate R]]  "
-            "(one event; no burst, no paced)\n"
+            "               [--onsale-bookings K [--onsale-rate R] "
+            "[--onsale-dump FILE]]\n"
+            "               [--read-pause-us 0]\n"
+            "               (one event; no burst, no paced)\n"
             "       loadgen --self-test\n");
     exit(2);
 }
@@ -1138,6 +1185,8 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
         {"drain-timeout", required_argument, NULL, 'D'},
         {"onsale-bookings", required_argument, NULL, 'K'},
         {"onsale-rate", required_argument, NULL, 'O'},
+        {"onsale-dump", required_argument, NULL, 'U'},
+        {"read-pause-us", required_argument, NULL, 'Q'},
         {"self-test", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -1212,6 +1261,13 @@ parse_opts(struct lg_opts *o, int argc, char **argv)
             break;
         case 'O':
             o->onsale_rate = num_arg("onsale-rate", optarg, 0, 100000);
+            break;
+        case 'U':
+            o->onsale_dump = optarg;
+            break;
+        case 'Q':
+            o->read_pause_us =
+                (uint32_t)num_arg("read-pause-us", optarg, 0, 100000);
             break;
         case 'T':
             exit(lg_selftest() == 0 ? 0 : 1);

@@ -676,6 +676,70 @@ START_TEST(a_batch_that_would_be_written_too_late_is_merged)
 }
 END_TEST
 
+START_TEST(a_sweep_in_progress_takes_the_changes_that_come_meanwhile)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a, b, c, d;
+    char f[8][160];
+    uint64_t due;
+
+    fake_init(&a);
+    fake_init(&b);
+    fake_init(&c);
+    fake_init(&d);
+    fan.sweep_chunk = 1; /* one subscriber at a time: d, c, b, a */
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &b.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &c.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &d.fol, e, 1, 10, &st);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    let_wait(40);
+    /* the sweep begins: d only, and the worker is asked back at once */
+    due = sc_fanout_drain(&fan);
+    ck_assert_uint_ne(due, 0);
+    ck_assert_uint_le(due, (uint64_t)mono_ms());
+    ck_assert_int_eq(d.batches, 1);
+    ck_assert_int_eq(c.batches + b.batches + a.batches, 0);
+    /* a change comes meanwhile: the subscribers not written yet get it
+     * too, in the same sums; the one the sweep was to write next leaves */
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    sc_fanout_unsubscribe_all(&fan, &c.fol);
+    sc_fanout_drain(&fan);
+    ck_assert_int_eq(b.batches, 1);
+    ck_assert_int_eq(a.batches, 0);
+    due = sc_fanout_sweep(&fan, (uint64_t)mono_ms());
+    ck_assert_int_eq(a.batches, 1);
+    ck_assert_str_eq(a.got, b.got);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(47, ",\"bookings\":3")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(47)), f[1]);
+    /* the sweep ended; the next, spaced, brings d the third alone */
+    ck_assert_uint_gt(due, (uint64_t)mono_ms());
+    ck_assert_int_eq(d.batches, 1);
+    while (due != 0) {
+        due = sc_fanout_sweep(&fan, due);
+    }
+    ck_assert_int_eq(d.batches, 2);
+    ck_assert_int_eq(frames_of(d.got, f, 8, sizeof(f[0]) - 1), 4);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(48, ",\"bookings\":2")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(48)), f[1]);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, "")), f[2]);
+    ck_assert_ptr_eq(strstr(f[3], MERGED_SEATS(47)), f[3]);
+    ck_assert_int_eq(a.batches + b.batches, 2); /* nothing twice */
+    /* one change in that sweep: the surge is over */
+    publish(1, SC_CHANGE_BOOKING_CREATED, 4);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_ptr_nonnull(strstr(a.got, "|B4|S4|"));
+    ck_assert_ptr_nonnull(strstr(d.got, "|B4|S4|"));
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+    sc_fanout_unsubscribe_all(&fan, &d.fol);
+}
+END_TEST
+
 /* a follows event 1 (e), which surges (two changes merged and sent) and
  * holds a third change (seats 47) for its next sweep. */
 static void
@@ -752,6 +816,7 @@ fanout_suite(void)
     tcase_add_test(tc, a_surge_sweeps_spaced_until_it_ends);
     tcase_add_test(tc, a_batch_written_too_late_starts_a_surge);
     tcase_add_test(tc, a_batch_that_would_be_written_too_late_is_merged);
+    tcase_add_test(tc, a_sweep_in_progress_takes_the_changes_that_come_meanwhile);
     tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
     tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
