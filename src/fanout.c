@@ -489,13 +489,15 @@ flush_pending(struct sc_fanout *fan)
              * emptied events wait on the zombie list */
             fan->ops->send_many(s->fol->owner, mine, m);
         }
-        /* written to every subscriber too late: its next changes merge,
-         * the first sweep spaced from this batch like a sweep */
+        /* written to every subscriber too late: its next changes merge.
+         * The first sweep is spaced from the last sweep, not from this
+         * batch: what came while it was written has waited long already
+         * (at 100 000 subscribers, spacing it from a 1 s batch kept the
+         * onsale's first bookings back 0.5 s more) */
         e->sweep_ms = sc_mono_ms() - began;
         if (fan->max_lag > 0 &&
             (int64_t)sc_mono_ms() - oldest > (int64_t)fan->max_lag) {
             e->surging = true;
-            e->swept_ms = began;
         }
     }
     for (unsigned i = 0; i < fan->npend; i++) {
