@@ -105,7 +105,7 @@
 #include "sc_counters.h"
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 8u /* 8: ring publish time, merge counters */
+#define SC_SHM_VERSION 9u /* 9: settled; 8: ring publish time, merge counters */
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -178,6 +178,10 @@ struct sc_shm_header {
     _Atomic uint32_t ready;         /* master: 1 once filled (release);
                                        checked by attach (acquire) */
     _Atomic uint32_t shutting_down; /* master */
+    _Atomic uint32_t settled;       /* listener: 1 once the event table is
+                                       loaded from the database, or a
+                                       first attempt failed; the master
+                                       accepts clients after that */
     _Atomic uint64_t ring_head;     /* listener: next sequence to write */
     _Atomic uint64_t events_used;   /* listener: entries claimed */
     _Atomic uint64_t events_watched; /* workers (+/-1), master (CAS: repair,

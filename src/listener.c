@@ -701,6 +701,7 @@ next_step(struct listener *l)
         l->step = STEP_READY;
         l->backoff_ms = 0;
         atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
+        atomic_store(&l->reg->hdr->settled, 1);
         sc_log(SC_LOG_INFO, "listening for notifications on \"%s\"",
                l->cfg->channel);
         drain_notifications(l);
@@ -936,6 +937,9 @@ drop_connection(struct listener *l, const char *why)
         atomic_fetch_add_explicit(&l->slot->reconnects, 1, RELAXED);
     }
     atomic_store(&l->slot->db_state, SC_DB_DISCONNECTED);
+    /* clients wait for nothing more: they are served what the table
+     * holds (a restarted listener's table is still full) */
+    atomic_store(&l->reg->hdr->settled, 1);
     l->step = STEP_IDLE;
     l->backoff_ms = l->backoff_ms == 0 ? BACKOFF_MIN_MS : l->backoff_ms * 2;
     if (l->backoff_ms > BACKOFF_MAX_MS) {
@@ -992,6 +996,7 @@ sc_listener_ready(struct listener *l)
 {
     l->backoff_ms = 0;
     atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
+    atomic_store(&l->reg->hdr->settled, 1);
 }
 
 /* ------------------------------------------------------------------ */

@@ -54,6 +54,7 @@
 #define YOUNG_DEATH_MS 2000
 #define AUDIT_INTERVAL_MS 2000
 #define HOLD_MAX_MS 10000
+#define SETTLE_MAX_MS 5000 /* at most this long without clients at start */
 
 struct child {
     pid_t pid;           /* 0 when not running */
@@ -75,6 +76,9 @@ struct master {
     int lfd[SC_CONFIG_MAX_LISTEN];
     size_t nlisten;
     uint64_t accept_paused_until; /* after EMFILE */
+    uint64_t settle_until;        /* accept no client before the listener
+                                     settled, or this (CLOCK_MONOTONIC) */
+    bool settled;
     struct child workers[SC_MAX_WORKERS];
     unsigned nworkers;
     int wake_fds[SC_MAX_WORKERS];
@@ -772,11 +776,36 @@ create_registry(struct master *m)
     return 0;
 }
 
+/*
+ * True once clients may be accepted: the listener has loaded the event
+ * table (or could not reach the database), or SETTLE_MAX_MS passed.
+ * Until then connections wait in the kernel's backlog: after a restart
+ * the table is empty, and a client that resubscribed then would be told
+ * not_found for an event that exists (and a client library drops it).
+ */
+static bool
+settled(struct master *m, uint64_t now)
+{
+    if (atomic_load(&m->reg.hdr->settled)) {
+        sc_log(SC_LOG_INFO, "events loaded; accepting clients");
+    } else if (now >= m->settle_until) {
+        sc_log(SC_LOG_WARN, "the listener has not loaded the events after "
+               "%d ms; accepting clients all the same (subscriptions to "
+               "events not loaded yet are answered not_found)",
+               SETTLE_MAX_MS);
+    } else {
+        return false;
+    }
+    m->settled = true;
+    return true;
+}
+
 static void
 master_loop(struct master *m, const sigset_t *orig)
 {
     struct pollfd pfd[SC_CONFIG_MAX_LISTEN + SC_MAX_WORKERS];
 
+    m->settle_until = sc_mono_ms() + SETTLE_MAX_MS;
     for (;;) {
         uint64_t now = sc_mono_ms();
         nfds_t n = 0, nl = 0;
@@ -792,6 +821,9 @@ master_loop(struct master *m, const sigset_t *orig)
                     n++;
                 }
             }
+        } else if (!m->stopping && !(m->settled || settled(m, now))) {
+            ts.tv_nsec = 10 * 1000000; /* the listener has not loaded the
+                                          events yet: poll for it */
         } else if (!m->stopping && now >= m->accept_paused_until) {
             for (size_t i = 0; i < m->nlisten; i++) {
                 pfd[n].fd = m->lfd[i];

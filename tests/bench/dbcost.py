@@ -6,6 +6,7 @@ as the postgres user through runuser).
 
     dbcost.py --seatcast build/seatcast --out build/bench \\
               [--writers "1 8 32"] [--seconds 15] [--sources "none notify logical"]
+              [--repeat 1]
 
 One throwaway PostgreSQL 15 cluster with fsync ON and synchronous_commit on
 (the cost of NOTIFY is a lock held through the commit's WAL flush, so a
@@ -21,8 +22,15 @@ with W concurrent writers, each transaction one booking (one row inserted
 into bookings for a random one of the 1000 events), for --seconds.  A source
 the binary or the tree does not have yet is reported as n/a.
 
-Writes dbcost.json and dbcost.txt under --out: bookings/s per source and
-writer count, and each source's ratio to `none`.  Asserts nothing.
+With --repeat R the sources take turns R times (none, notify, logical,
+none, ...), each round in fresh databases: this machine's neighbours move
+the rates by a third from one minute to the next, and taking turns lets
+each round compare sources under the same weather.  The table shows the
+median rate of each cell and the median of the rounds' ratios.
+
+Writes dbcost.json (every round) and dbcost.txt under --out: bookings/s
+per source and writer count, and each source's ratio to `none`.  Asserts
+nothing.
 """
 
 import argparse
@@ -170,52 +178,78 @@ def run(args):
                 "max_connections": 200}
     try:
         with PgCluster(settings=settings) as pg:
-            for source in args.sources:
-                db = "dbcost_%s" % source
-                extra = source_args(args.seatcast, source)
-                if extra is None or not make_db(pg, db, source):
-                    log("%s: not in this tree/binary, n/a" % source)
-                    rows.append({"source": source, "tps": None})
-                    continue
-                srv = None
-                if source != "none":
-                    srv = Server(args, pg, db, source, extra, work)
-                    if not srv.wait_following():
-                        log("%s: seatcast did not follow the database:\n%s"
-                            % (source, srv.log_tail()))
-                        srv.stop()
-                        rows.append({"source": source, "tps": None})
-                        continue
-                tps = {}
-                try:
-                    for w in args.writers:
-                        tps[w] = pgbench(pg, db, w, args.seconds, script)
-                        log("%-8s %3d writers: %8.0f bookings/s"
-                            % (source, w, tps[w]))
-                finally:
-                    if srv is not None:
-                        srv.stop()
-                rows.append({"source": source, "tps": tps})
+            for rnd in range(args.repeat):
+                rows.append(run_round(args, pg, rnd, script, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
-def report(args, rows):
-    base = next((r["tps"] for r in rows if r["source"] == "none"), None)
+def run_round(args, pg, rnd, script, work):
+    """One turn of every source: [{"source", "tps": {writers: rate}}]."""
+    rows = []
+    for source in args.sources:
+        db = "dbcost_%s_%d" % (source, rnd)
+        extra = source_args(args.seatcast, source)
+        if extra is None or not make_db(pg, db, source):
+            log("%s: not in this tree/binary, n/a" % source)
+            rows.append({"source": source, "tps": None})
+            continue
+        srv = None
+        if source != "none":
+            srv = Server(args, pg, db, source, extra, work)
+            if not srv.wait_following():
+                log("%s: seatcast did not follow the database:\n%s"
+                    % (source, srv.log_tail()))
+                srv.stop()
+                rows.append({"source": source, "tps": None})
+                continue
+        tps = {}
+        try:
+            for w in args.writers:
+                tps[w] = pgbench(pg, db, w, args.seconds, script)
+                log("round %d: %-8s %3d writers: %8.0f bookings/s"
+                    % (rnd + 1, source, w, tps[w]))
+        finally:
+            if srv is not None:
+                srv.stop()
+            # the next rounds start clean: no slot left holding WAL
+            pg.psql("SELECT pg_drop_replication_slot(slot_name) "
+                    "FROM pg_replication_slots WHERE NOT active")
+            pg.psql("DROP DATABASE %s" % db)
+        rows.append({"source": source, "tps": tps})
+    return rows
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def report(args, rounds):
+    def tps(rnd, source):
+        return next((r["tps"] for r in rnd if r["source"] == source), None)
+
     lines = ["bookings/s committed by PostgreSQL 15 (fsync on), one booking "
-             "per transaction, %d s per cell" % args.seconds, "",
-             "| writers | " + " | ".join(r["source"] for r in rows) + " |",
-             "|---|" + "---|" * len(rows)]
+             "per transaction, %d s per cell%s" % (
+                 args.seconds,
+                 "; median of %d rounds (rate; median of the rounds' "
+                 "ratios)" % len(rounds) if len(rounds) > 1 else ""), "",
+             "| writers | " + " | ".join(args.sources) + " |",
+             "|---|" + "---|" * len(args.sources)]
     for w in args.writers:
         cells = []
-        for r in rows:
-            if r["tps"] is None:
+        for source in args.sources:
+            got = [(tps(r, source), tps(r, "none")) for r in rounds]
+            got = [(t, b) for t, b in got if t is not None]
+            if not got:
                 cells.append("n/a")
                 continue
-            v = r["tps"][w]
-            if base and r["source"] != "none":
-                cells.append("%.0f (%.2fx)" % (v, v / base[w]))
+            v = median([t[w] for t, _ in got])
+            ratios = [t[w] / b[w] for t, b in got if b is not None and b[w]]
+            if source != "none" and ratios:
+                cells.append("%.0f (%.2fx)" % (v, median(ratios)))
             else:
                 cells.append("%.0f" % v)
         lines.append("| %d | %s |" % (w, " | ".join(cells)))
@@ -225,7 +259,7 @@ def report(args, rows):
         f.write(text)
     with open(os.path.join(args.out, "dbcost.json"), "w") as f:
         json.dump({"seconds": args.seconds, "writers": args.writers,
-                   "rows": rows}, f, indent=1)
+                   "rounds": rounds}, f, indent=1)
     print(text, end="")
 
 
@@ -236,6 +270,7 @@ def main(argv):
     p.add_argument("--writers", default="1 8 32")
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--sources", default="none notify logical")
+    p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args(argv)
     args.writers = [int(x) for x in args.writers.split()]
     args.sources = args.sources.split()

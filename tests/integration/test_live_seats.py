@@ -1204,6 +1204,97 @@ def test_registry_full_refuses_the_events_that_did_not_fit(db, make_server):
     run(body())
 
 
+def lock_events(db):
+    """A session holding events locked: the listener's first load of the
+    event table waits for it.  COMMIT on it releases."""
+    lock = PsqlSession(db.cluster, db.name)
+    lock.send("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE;")
+    lock.sync()
+    return lock
+
+
+def wait_listener_blocked(db):
+    """Until the listener's session waits for the lock (it is loading)."""
+    wait_for(lambda: db.value(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+        "'seatcast listener' AND wait_event_type = 'Lock'") == "1",
+        15, "the listener waiting for the events lock")
+
+
+@pytest.mark.deadline(60)
+def test_clients_wait_until_the_events_are_loaded(db, make_server):
+    """After a (re)start the event table is empty until the listener has
+    loaded it: a client that resubscribed then was told not_found for an
+    event that exists (and the JS client dropped the subscription).  The
+    master accepts clients only once the events are loaded."""
+    e = db.event(50)
+    db.book(e, 2)
+    lock = lock_events(db)
+    srv = make_server(workers=2, database=db.conninfo())
+    tok = srv.token()
+
+    async def body():
+        opening = asyncio.ensure_future(Client.open(srv, tok))
+        wait_listener_blocked(db)
+        # the listener cannot load the events: the client is not served
+        # (a window of 1 s in which nothing may happen)
+        done, _ = await asyncio.wait([opening], timeout=1)
+        assert not done, "a client was served before the events were loaded"
+        lock.send("COMMIT;")
+        c = await asyncio.wait_for(opening, 10)
+        sub = await c.request({"type": "subscribe_event", "eventId": e})
+        check_message(sub, "subscribed", K_EVENT, eventId=e)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=48, seatCapacity=50)
+        await c.close()
+
+    try:
+        run(body())
+    finally:
+        lock.send("ROLLBACK;")
+        lock.close()
+    assert "events loaded; accepting clients" in srv.log()
+
+
+@pytest.mark.deadline(60)
+def test_clients_are_served_after_5_s_without_the_events(db, make_server):
+    """The wait is bounded: a database that does not answer (here: the
+    events locked) keeps clients out 5 s at most, with a warning; events
+    not loaded yet are not_found, and found once loaded."""
+    e = db.event(50)
+    lock = lock_events(db)
+    srv = make_server(workers=2, database=db.conninfo())
+    tok = srv.token()
+
+    async def body():
+        t0 = time.monotonic()
+        wait_listener_blocked(db)
+        c = await asyncio.wait_for(Client.open(srv, tok), 15)
+        waited = time.monotonic() - t0
+        print("served after %.2f s without the events" % waited)
+        assert waited > 4
+        assert "has not loaded the events after 5000 ms" in srv.log()
+        m = await c.request({"type": "subscribe_event", "eventId": e})
+        check_message(m, "error", K_ERROR, code="not_found")
+        lock.send("COMMIT;")
+        m = None
+        while m is None or m["type"] != "subscribed":
+            m = await c.request({"type": "subscribe_event", "eventId": e})
+            if m["type"] != "subscribed":
+                check_message(m, "error", K_ERROR, code="not_found")
+                assert time.monotonic() - t0 < 30, "never loaded"
+                await asyncio.sleep(0.02)
+        check_message(await c.next(), "seat_update", K_SEATS, eventId=e,
+                      availableSeats=50, seatCapacity=50)
+        await c.close()
+
+    try:
+        run(body())
+    finally:
+        lock.send("ROLLBACK;")
+        lock.close()
+
+
 # ------------------------------------------------------------------ #
 # 9. A new event                                                       #
 
