@@ -1213,6 +1213,15 @@ def lock_events(db):
     return lock
 
 
+def run_releasing(lock, coro):
+    """run(coro), then the lock of lock_events() is released."""
+    try:
+        run(coro)
+    finally:
+        lock.send("ROLLBACK;")
+        lock.close()
+
+
 def wait_listener_blocked(db):
     """Until the listener's session waits for the lock (it is loading)."""
     wait_for(lambda: db.value(
@@ -1248,11 +1257,7 @@ def test_clients_wait_until_the_events_are_loaded(db, make_server):
                       availableSeats=48, seatCapacity=50)
         await c.close()
 
-    try:
-        run(body())
-    finally:
-        lock.send("ROLLBACK;")
-        lock.close()
+    run_releasing(lock, body())
     assert "events loaded; accepting clients" in srv.log()
 
 
@@ -1288,11 +1293,7 @@ def test_clients_are_served_after_5_s_without_the_events(db, make_server):
                       availableSeats=50, seatCapacity=50)
         await c.close()
 
-    try:
-        run(body())
-    finally:
-        lock.send("ROLLBACK;")
-        lock.close()
+    run_releasing(lock, body())
 
 
 # ------------------------------------------------------------------ #
