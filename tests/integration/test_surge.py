@@ -677,9 +677,18 @@ def test_a_merge_then_the_event_deleted(db, make_server):
         c = await Client.open(srv, srv.tok)
         await c.subscribe(e)
         await c.subscribe(other)
-        sql = "".join(book_sql(e, 2, user=i) for i in range(5)) + \
-            "DELETE FROM events WHERE id = %d;\n" % e
-        await commit_while_stopped(srv, db, 0, sql, 6, 100)
+        head0 = srv.stats()["totals"]["ring_head"]
+
+        async def delete():
+            # once the bookings are in the ring: a listener that read all
+            # six notifications at once would find the event gone, and
+            # publish the deletion alone (seen under the sanitizers)
+            wait_for(lambda: srv.stats()["totals"]["ring_head"] >= head0 + 5,
+                     20, "the 5 bookings in the ring")
+            db.psql("DELETE FROM events WHERE id = %d;" % e)
+
+        sql = "".join(book_sql(e, 2, user=i) for i in range(5))
+        await commit_while_stopped(srv, db, 0, sql, 6, 100, during=delete)
         await expect_merge_then(c, e, 5, cap - 10, cap)
         check_message(await c.next(TIMEOUT), "unsubscribed",
                       ["type", "eventId", "timestamp"], eventId=e)
