@@ -105,7 +105,6 @@ struct sc_wevent {
     struct sc_sub *cursor;        /* the next subscriber of the sweep in
                                      progress (NULL: none) */
     int64_t sweep_version;        /* the newest change when it began */
-    uint32_t sweep_steps;         /* changes in the merge then */
 };
 
 /* How the fan-out reaches connections and the worker. */

@@ -87,7 +87,8 @@ void sc_listener_revoked(struct listener *l, const PGresult *r);
 /* Watches the connection's socket for EV_READ and/or EV_WRITE. */
 void sc_listener_watch(struct listener *l, short what);
 
-/* The connection is in service: back-off reset, /healthz connected. */
+/* The connection is in service (the events loaded): back-off reset,
+ * /healthz connected, the master accepts clients. */
 void sc_listener_ready(struct listener *l);
 
 #endif /* SC_LISTENER_INT_H */

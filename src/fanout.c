@@ -28,8 +28,7 @@
  * between: the changes that come meanwhile fold into the merge, and the
  * subscribers not written yet get them in the same frames (each gets the
  * sums of what it has not been sent; the next sweep brings them to the
- * others).  At 10 000 subscribers this took the onsale's freshness p99
- * from 216 to 178 ms (tests/bench).  What
+ * others; README, "Onsale", has the figures).  What
  * an event had batched before it surged is older and goes first; before
  * its deletion, and before a resync, its merge is swept at once.  A
  * sweep that carries a single change ends the surge: merged or not, it
@@ -587,14 +586,10 @@ sweep_gap(const struct sc_fanout *fan, const struct sc_wevent *e)
  * a subscriber that came later had them in its snapshot).
  */
 static void
-sweep_begin(struct sc_fanout *fan, struct sc_wevent *e)
+sweep_begin(struct sc_wevent *e)
 {
-    struct sc_merge *mg = &e->merge;
-
-    (void)fan;
     e->cursor = e->subs;
-    e->sweep_version = mg->steps[mg->n - 1].version;
-    e->sweep_steps = mg->n;
+    e->sweep_version = e->merge.steps[e->merge.n - 1].version;
     e->swept_ms = sc_mono_ms();
 }
 
@@ -637,7 +632,7 @@ sweep_step(struct sc_fanout *fan, struct sc_wevent *e, uint32_t budget)
     if (s != NULL) {
         return false;
     }
-    /* ended: drop the steps every subscriber has */
+    /* ended: drop the steps every subscriber has (those it began with) */
     uint32_t done = merge_step_after(mg, e->sweep_version);
     if (done > 0) {
         struct sc_merge_step base = mg->steps[done - 1];
@@ -654,7 +649,7 @@ sweep_step(struct sc_fanout *fan, struct sc_wevent *e, uint32_t budget)
     e->sweep_ms = sc_mono_ms() - e->swept_ms;
     /* one change in a sweep: merged or not, the same message; the surge
      * is over (unless more came meanwhile) */
-    e->surging = e->sweep_steps > 1 || mg->n > 0;
+    e->surging = done > 1 || mg->n > 0;
     if (mg->n == 0) {
         merging_unlink(fan, e);
     } else {
@@ -670,7 +665,7 @@ sweep(struct sc_fanout *fan, struct sc_wevent *e)
 {
     while (e->merge.n > 0) {
         if (e->cursor == NULL) {
-            sweep_begin(fan, e);
+            sweep_begin(e);
         }
         sweep_step(fan, e, UINT32_MAX);
     }
@@ -695,7 +690,7 @@ sc_fanout_sweep(struct sc_fanout *fan, uint64_t now)
     for (struct sc_wevent *e = fan->merging, *n; e != NULL; e = n) {
         n = e->mnext;
         if (e->cursor == NULL && e->due_ms <= now) {
-            sweep_begin(fan, e);
+            sweep_begin(e);
         }
         if (e->cursor != NULL && !sweep_step(fan, e, fan->sweep_chunk)) {
             next = now; /* in progress: the rest after the loop's turn */

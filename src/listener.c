@@ -699,9 +699,7 @@ next_step(struct listener *l)
         return;
     case STEP_REVOKED:
         l->step = STEP_READY;
-        l->backoff_ms = 0;
-        atomic_store(&l->slot->db_state, SC_DB_CONNECTED);
-        atomic_store(&l->reg->hdr->settled, 1);
+        sc_listener_ready(l);
         sc_log(SC_LOG_INFO, "listening for notifications on \"%s\"",
                l->cfg->channel);
         drain_notifications(l);

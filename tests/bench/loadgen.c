@@ -778,46 +778,34 @@ hist_rank(const uint64_t *hist, uint64_t total, double q, double max_ms)
     return ms < max_ms ? ms : max_ms;
 }
 
+/* One booking's freshness over the subscribers that saw it. */
+struct fresh_of_booking {
+    double sum_ms;
+    int64_t max_ns;
+    uint32_t seen;
+};
+
 /*
  * --onsale-dump: per booking, a line "index commit_ms mean_ms max_ms": its
  * commit (ms since the phase began) and its freshness over the
- * subscribers that saw it (after lg_onsale_fill()), to see when in the
- * onsale the late ones fall.
+ * subscribers that saw it (per[], gathered by onsale_freshness()), to see
+ * when in the onsale the late ones fall.
  */
 static void
-onsale_dump(const struct run *r, const struct onsale *os)
+onsale_dump(const char *path, const struct onsale *os,
+            const struct fresh_of_booking *per)
 {
-    const struct lg *lg = &r->lg;
-    FILE *f;
+    FILE *f = fopen(path, "w");
 
-    if (lg->o.onsale_dump == NULL) {
-        return;
-    }
-    f = fopen(lg->o.onsale_dump, "w");
     if (f == NULL) {
-        fprintf(stderr, "loadgen: --onsale-dump: %s: %s\n",
-                lg->o.onsale_dump, strerror(errno));
+        fprintf(stderr, "loadgen: --onsale-dump: %s: %s\n", path,
+                strerror(errno));
         return;
     }
     for (uint32_t b = 0; b < os->committed; b++) {
-        int64_t max_ns = 0;
-        double sum_ms = 0;
-        uint32_t seen = 0;
-        for (uint32_t i = 0; i < lg->o.conns; i++) {
-            const uint32_t *cover =
-                lg->cover_us + (size_t)i * lg->o.onsale_bookings;
-            int64_t d;
-            if ((lg->conns[i].flags & LG_CF_PHASE) == 0 ||
-                (int32_t)b > lg->os[i].hi) {
-                continue;
-            }
-            d = (int64_t)cover[b] * 1000 - os->commit_ns[b];
-            max_ns = d > max_ns ? d : max_ns;
-            sum_ms += (double)d / 1e6;
-            seen++;
-        }
         fprintf(f, "%u %.3f %.1f %.1f\n", b, (double)os->commit_ns[b] / 1e6,
-                seen > 0 ? sum_ms / seen : 0, (double)max_ns / 1e6);
+                per[b].seen > 0 ? per[b].sum_ms / per[b].seen : 0,
+                (double)per[b].max_ns / 1e6);
     }
     fclose(f);
 }
@@ -831,10 +819,15 @@ onsale_freshness(struct run *r, struct onsale *os)
     uint64_t *hist = calloc(FRESH_BUCKETS, sizeof(*hist));
     int64_t final_idx = os->final_seats >= 0 ? os->base - 1 - os->final_seats
                                              : (int64_t)os->committed - 1;
+    struct fresh_of_booking *per = NULL; /* --onsale-dump only */
     int64_t max_ns = 0;
     double sum_ms = 0;
 
+    if (lg->o.onsale_dump != NULL && os->committed > 0) {
+        per = calloc(os->committed, sizeof(*per));
+    }
     if (hist == NULL) {
+        free(per);
         return;
     }
     for (uint32_t i = 0; i < lg->o.conns; i++) {
@@ -863,9 +856,17 @@ onsale_freshness(struct run *r, struct onsale *os)
             max_ns = d > max_ns ? d : max_ns;
             sum_ms += (double)d / 1e6;
             os->covered++;
+            if (per != NULL) {
+                per[b].sum_ms += (double)d / 1e6;
+                per[b].max_ns = d > per[b].max_ns ? d : per[b].max_ns;
+                per[b].seen++;
+            }
         }
     }
-    onsale_dump(r, os);
+    if (per != NULL) {
+        onsale_dump(lg->o.onsale_dump, os, per);
+        free(per);
+    }
     if (os->covered > 0) {
         static const double q[4] = {0.50, 0.90, 0.99, 0.999};
 

@@ -356,6 +356,15 @@ def test_max_lag_0_never_merges(db, make_server):
     asyncio.run(body())
 
 
+async def seats_reached(c, db, e, avail, what):
+    """The database holds avail seats of e; waits until c got the
+    seat_update that says so."""
+    assert db.available(e) == avail
+    await c.wait_for(lambda ms: any(
+        m.get("type") == "seat_update" and
+        m.get("availableSeats") == avail for m in ms), 30, what)
+
+
 @pytest.mark.deadline(120)
 def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
     """Default --max-lag, the worker running: 50 bookings committed back
@@ -377,11 +386,7 @@ def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
         for i in range(n):
             avail -= 1 + i % 2
             want.append(("booking_created", avail))
-        assert db.available(e) == avail
-        await c.wait_for(lambda ms: any(
-            m.get("type") == "seat_update" and
-            m.get("availableSeats") == avail for m in ms), 30,
-            "the final seat_update")
+        await seats_reached(c, db, e, avail, "the final seat_update")
         m1 = metrics(srv)
         over, count = waits_over(m0, m1)
         print("%d bookings back to back to a worker that keeps up: ring "
@@ -402,11 +407,8 @@ def test_a_worker_that_keeps_up_does_not_merge(db, make_server):
         for i in range(n):
             avail -= 1
             want.append(("booking_created", avail))
-        assert db.available(e) == avail
-        await c.wait_for(lambda ms: any(
-            m.get("type") == "seat_update" and
-            m.get("availableSeats") == avail for m in ms), 30,
-            "the one transaction's last seat_update")
+        await seats_reached(c, db, e, avail,
+                            "the one transaction's last seat_update")
         assert no_bookings_key(c) == []
         await expect_pairs(c, e, want, cap)
         assert srv.stats()["totals"]["merged"] == 0
