@@ -36,6 +36,7 @@ struct sc_listen_addr {
 };
 
 enum sc_log_format { SC_LOG_FORMAT_TEXT, SC_LOG_FORMAT_JSON };
+enum sc_io_uring { SC_IO_URING_OFF, SC_IO_URING_ON };
 
 /* Where the listener learns of changes (SPEC section 7). */
 enum sc_source { SC_SOURCE_NOTIFY, SC_SOURCE_LOGICAL };
@@ -74,6 +75,7 @@ struct sc_config {
     uint32_t max_lag;                /* ms an event's changes may wait in a
                                         worker before they merge, default
                                         100; 0 = never merge */
+    enum sc_io_uring io_uring;       /* batched writes, default on */
     uint32_t shutdown_timeout;       /* seconds, default 10 */
     char shm_name[256];              /* default "/seatcast-PORT" */
     int log_level;                   /* SC_LOG_* of log.h, default info */

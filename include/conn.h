@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "fanout.h"
 #include "session.h"
@@ -64,6 +66,16 @@ enum sc_conn_phase {
 #define SC_CONN_USER 0x04       /* counted in the user table */
 #define SC_CONN_DIRTY 0x08      /* on the flush list */
 
+struct sc_uring;
+
+/* One send of a batch through the ring (sc_conn_env_set_uring()). */
+#define SC_URING_IOV 8
+struct sc_uring_send {
+    struct sc_conn *c;
+    struct msghdr mh;
+    struct iovec iov[SC_URING_IOV];
+};
+
 /* What the connections of one worker share (the worker owns it). */
 struct sc_conn_env {
     const struct sc_config *cfg;    /* in force; replaced on reload */
@@ -79,6 +91,8 @@ struct sc_conn_env {
     struct sc_wheel wheel;  /* connections by due second */
     struct sc_conn *dirty;  /* connections with output to flush */
     bool batching;          /* queue only; flush at the end of a batch */
+    struct sc_uring *uring; /* writes a batch's flush, or NULL: writev */
+    struct sc_uring_send *usend; /* one per ring entry, owned */
     struct sc_outq *free_q; /* recycled queue nodes, owned */
     uint32_t nfree_q;
     uint64_t rand_state;
@@ -127,6 +141,13 @@ int sc_conn_env_init(struct sc_conn_env *env, const struct sc_config *cfg,
 void sc_conn_env_set_config(struct sc_conn_env *env,
                             const struct sc_config *cfg,
                             const struct sc_jwt_keys *keys);
+
+/*
+ * Batches are written through u (set up, owned by the caller) from now
+ * on; NULL: with one writev per socket.  Returns 0, or -1 when out of
+ * memory (and then nothing changed).
+ */
+int sc_conn_env_set_uring(struct sc_conn_env *env, struct sc_uring *u);
 
 /* Frees every connection and the recycled queue nodes. */
 void sc_conn_env_fini(struct sc_conn_env *env);

@@ -42,6 +42,7 @@ struct sc_event_state;
 struct sc_wevent;
 
 #define SC_FANOUT_PEND_MAX 128 /* changes grouped per broadcast batch */
+#define SC_FANOUT_SUB_US 10 /* sub_us before the first large sending */
 #define SC_FANOUT_SWEEP_CHUNK 256 /* subscribers a sweep writes at a time */
 
 /* One (connection, event) subscription. */
@@ -117,6 +118,10 @@ struct sc_fanout_ops {
     int (*send_many)(void *owner, struct sc_frame *const *fs, size_t n);
     /* Closes the connections whose token's jti hash is one of hashes. */
     void (*revoked)(void *host, const uint64_t *hashes, size_t n);
+    /* Writes what the sends since the last call queued (the worker's
+     * io_uring batch), so that a sending's time is measured with its
+     * writes; may free connections.  NULL: sends write at once. */
+    void (*flush)(void *host);
 };
 
 struct sc_fanout {
@@ -134,6 +139,8 @@ struct sc_fanout {
     struct sc_wevent *merging; /* events whose merge is not empty */
     uint32_t max_lag; /* ms; 0 = never merge */
     uint32_t sweep_chunk; /* subscribers a sweep writes at a time */
+    uint32_t sub_us;      /* what a sending takes per subscriber, us of
+                             wall time (the last large sending's) */
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     bool batching;
 };

@@ -68,7 +68,7 @@ struct opt {
 
 static opt_set_fn set_flag, set_int, set_u32, set_u64, set_string;
 static opt_set_fn set_listen, set_list, set_log_level, set_log_format;
-static opt_set_fn set_source;
+static opt_set_fn set_source, set_io_uring;
 static opt_check_fn check_path, check_channel, check_shm_name, check_origin;
 static opt_check_fn check_slot;
 static opt_check_fn check_proxy;
@@ -127,6 +127,7 @@ static const struct opt opts[] = {
      .min = 4096, .max = 1024 * MIB, .unit = UNIT_BYTES},
     {.name = "max-lag", .set = set_u32, FIELD(max_lag),
      .min = 0, .max = 60000, .unit = UNIT_MS},
+    {.name = "io-uring", .set = set_io_uring, FIELD(io_uring)},
     {.name = "shutdown-timeout", .set = set_u32, FIELD(shutdown_timeout),
      .min = 1, .max = 86400, .unit = UNIT_SECONDS},
     {.name = "shm-name", .set = set_string, FIELD(shm_name),
@@ -179,6 +180,8 @@ static const char usage_text[] =
     "      --send-buffer-limit=SIZE      unsent bytes per client [1M]\n"
     "      --max-lag=MS                  merge an event's changes waiting\n"
     "                                    longer, 0-60000, 0 = never [100]\n"
+    "      --io-uring=on|off             batched writes through io_uring\n"
+    "                                    when the kernel allows [on]\n"
     "      --shutdown-timeout=SECONDS    graceful stop deadline [10]\n"
     "      --shm-name=NAME               registry name [/seatcast-PORT]\n"
     "      --log-level=LEVEL             error, warn, info or debug [info]\n"
@@ -535,6 +538,24 @@ set_log_format(struct sc_config *cfg, const struct opt *o, const char *v,
         *f = SC_LOG_FORMAT_JSON;
     } else {
         return fail(err, errlen, "must be text or json, got \"%s\"",
+                    show(v, s, sizeof(s)));
+    }
+    return 0;
+}
+
+static int
+set_io_uring(struct sc_config *cfg, const struct opt *o, const char *v,
+             char *err, size_t errlen)
+{
+    char s[SHOW_MAX];
+    enum sc_io_uring *f = field(cfg, o);
+
+    if (strcasecmp(v, "on") == 0) {
+        *f = SC_IO_URING_ON;
+    } else if (strcasecmp(v, "off") == 0) {
+        *f = SC_IO_URING_OFF;
+    } else {
+        return fail(err, errlen, "must be on or off, got \"%s\"",
                     show(v, s, sizeof(s)));
     }
     return 0;
@@ -967,6 +988,7 @@ sc_config_defaults(struct sc_config *cfg, int ncpu)
     cfg->handshake_timeout = 10;
     cfg->send_buffer_limit = MIB;
     cfg->max_lag = 100;
+    cfg->io_uring = SC_IO_URING_ON;
     cfg->shutdown_timeout = 10;
     cfg->log_level = SC_LOG_INFO;
     cfg->log_format = SC_LOG_FORMAT_TEXT;

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "proto.h"
 #include "registry.h"
+#include "uring.h"
 #include "ws_handshake.h"
 
 #define RELAXED memory_order_relaxed
@@ -92,12 +93,30 @@ sc_conn_env_set_config(struct sc_conn_env *env, const struct sc_config *cfg,
     env->lim.jwt_audience = cfg->jwt_audience;
 }
 
+int
+sc_conn_env_set_uring(struct sc_conn_env *env, struct sc_uring *u)
+{
+    struct sc_uring_send *us = NULL;
+
+    if (u != NULL) {
+        us = calloc(u->entries, sizeof(*us));
+        if (us == NULL) {
+            return -1;
+        }
+    }
+    free(env->usend);
+    env->usend = us;
+    env->uring = u;
+    return 0;
+}
+
 void
 sc_conn_env_fini(struct sc_conn_env *env)
 {
     while (env->conns != NULL) {
         sc_conn_free(env->conns);
     }
+    sc_conn_env_set_uring(env, NULL);
     while (env->free_q != NULL) {
         struct sc_outq *q = env->free_q;
         env->free_q = q->next;
@@ -362,6 +381,55 @@ want_write(struct sc_conn *c, bool on)
     }
 }
 
+/* The socket took wr bytes of the queue: its frames are done with. */
+static void
+written(struct sc_conn *c, size_t wr)
+{
+    struct sc_conn_env *env = c->env;
+
+    atomic_fetch_add_explicit(&env->slot->bytes_sent, (uint64_t)wr, RELAXED);
+    c->out_bytes -= (uint64_t)wr;
+    while (wr > 0) {
+        struct sc_outq *q = c->out_head;
+        size_t left = q->frame->len - q->off;
+        if (wr < left) {
+            q->off += (uint32_t)wr;
+            break;
+        }
+        wr -= left;
+        c->out_head = q->next;
+        if (q == c->pong) {
+            c->pong = NULL;
+        }
+        sc_frame_release(q->frame);
+        outq_put(env, q);
+        atomic_fetch_add_explicit(&env->slot->messages_sent, 1, RELAXED);
+    }
+    if (c->out_head == NULL) {
+        c->out_tail = NULL;
+    }
+}
+
+/* The queue is empty: no more write interest; a FLUSH is complete.
+ * Returns -1 if the connection was freed. */
+static int
+flushed(struct sc_conn *c)
+{
+    want_write(c, false);
+    if (c->phase == SC_CONN_FLUSH) {
+        /* lingering close (as nginx does): closing with unread input
+         * would send RST, and the peer could lose what we just wrote */
+        if (shutdown(c->fd, SHUT_WR) != 0) {
+            sc_conn_free(c);
+            return -1;
+        }
+        c->phase = SC_CONN_LINGER;
+        c->deadline_ms = sc_mono_ms() + LINGER_MS;
+        schedule(c);
+    }
+    return 0;
+}
+
 /*
  * Writes as much of the queue as the socket takes.  Returns 0, or -1 if
  * the connection was freed (write error, or FLUSH complete).
@@ -370,7 +438,6 @@ static int
 flush_queue(struct sc_conn *c)
 {
     struct iovec iov[IOV_MAX_BATCH];
-    struct sc_conn_env *env = c->env;
 
     while (c->out_head != NULL) {
         int n = 0;
@@ -392,48 +459,85 @@ flush_queue(struct sc_conn *c)
             sc_conn_free(c);
             return -1;
         }
-        atomic_fetch_add_explicit(&env->slot->bytes_sent, (uint64_t)wr,
-                                  RELAXED);
-        c->out_bytes -= (uint64_t)wr;
-        while (wr > 0) {
-            struct sc_outq *q = c->out_head;
-            size_t left = q->frame->len - q->off;
-            if ((size_t)wr < left) {
-                q->off += (uint32_t)wr;
-                break;
-            }
-            wr -= (ssize_t)left;
-            c->out_head = q->next;
-            if (q == c->pong) {
-                c->pong = NULL;
-            }
-            sc_frame_release(q->frame);
-            outq_put(env, q);
-            atomic_fetch_add_explicit(&env->slot->messages_sent, 1, RELAXED);
+        written(c, (size_t)wr);
+    }
+    return flushed(c);
+}
+
+/*
+ * One io_uring send's result (sc_uring_run() calls it): what the socket
+ * took is done with; the rest, if any, is written as flush_queue() would
+ * (which asks for write interest when the socket is full: -EAGAIN here
+ * too).
+ */
+static void
+uring_done(void *arg, uint64_t tag, int32_t res)
+{
+    struct sc_conn *c = ((struct sc_conn_env *)arg)->usend[tag].c;
+
+    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
+        sc_log(SC_LOG_DEBUG, "sendmsg() failed: %s", strerror(-res));
+        sc_conn_free(c);
+        return;
+    }
+    if (res > 0) {
+        written(c, (size_t)res);
+    }
+    if (c->out_head != NULL) {
+        flush_queue(c);
+    } else {
+        flushed(c);
+    }
+}
+
+/* The dirty connections' queues, through the ring: one system call for
+ * up to a ring's worth of sockets. */
+static void
+flush_dirty_uring(struct sc_conn_env *env)
+{
+    struct sc_uring *u = env->uring;
+
+    while (env->dirty != NULL) {
+        struct sc_conn *c = env->dirty;
+        env->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->flags &= (uint8_t)~SC_CONN_DIRTY;
+        if (c->flags & SC_CONN_WANT_WRITE) {
+            continue;
         }
         if (c->out_head == NULL) {
-            c->out_tail = NULL;
+            flushed(c);
+            continue;
+        }
+        struct sc_uring_send *us = &env->usend[u->queued];
+        size_t n = 0;
+        for (struct sc_outq *q = c->out_head; q && n < SC_URING_IOV;
+             q = q->next, n++) {
+            us->iov[n].iov_base = q->frame->data + q->off;
+            us->iov[n].iov_len = q->frame->len - q->off;
+        }
+        us->c = c;
+        memset(&us->mh, 0, sizeof(us->mh));
+        us->mh.msg_iov = us->iov;
+        us->mh.msg_iovlen = n;
+        sc_uring_sendmsg(u, c->fd, &us->mh, u->queued);
+        if (sc_uring_full(u) || env->dirty == NULL) {
+            if (sc_uring_run(u, uring_done, env) != 0) {
+                sc_log(SC_LOG_WARN, "io_uring_enter() failed: %s",
+                       strerror(errno));
+            }
         }
     }
-    want_write(c, false);
-    if (c->phase == SC_CONN_FLUSH) {
-        /* lingering close (as nginx does): closing with unread input
-         * would send RST, and the peer could lose what we just wrote */
-        if (shutdown(c->fd, SHUT_WR) != 0) {
-            sc_conn_free(c);
-            return -1;
-        }
-        c->phase = SC_CONN_LINGER;
-        c->deadline_ms = sc_mono_ms() + LINGER_MS;
-        schedule(c);
-    }
-    return 0;
 }
 
 void
 sc_conn_flush_dirty(struct sc_conn_env *env)
 {
     /* one write per socket per batch */
+    if (env->uring != NULL) {
+        flush_dirty_uring(env);
+        return;
+    }
     while (env->dirty != NULL) {
         struct sc_conn *c = env->dirty;
         env->dirty = c->dirty_next;
@@ -668,8 +772,10 @@ sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
     if (c->phase != SC_CONN_WS || n == 0) {
         return 0;
     }
+    /* with a ring, a batch's frames are queued and written together at
+     * its end (sc_conn_flush_dirty), one system call for many sockets */
     if (c->out_head != NULL || (c->flags & SC_CONN_WANT_WRITE) ||
-        n > IOV_MAX_BATCH) {
+        n > IOV_MAX_BATCH || (env->batching && env->uring != NULL)) {
         for (size_t i = 0; i < n; i++) {
             if (sc_conn_send_frame(c, fs[i]) != 0) {
                 return -1;

@@ -153,6 +153,7 @@ sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
 {
     memset(fan, 0, sizeof(*fan));
     fan->sweep_chunk = SC_FANOUT_SWEEP_CHUNK;
+    fan->sub_us = SC_FANOUT_SUB_US;
     fan->reg = reg;
     fan->slot = sc_registry_worker(reg, index);
     fan->index = index;
@@ -316,8 +317,9 @@ static int fold(struct sc_fanout *fan, struct sc_wevent *e, int64_t version,
 static void sweep(struct sc_fanout *fan, struct sc_wevent *e);
 
 /*
- * The changes of e batched from pend[i] on, merged and swept at once
- * instead: 1 if done (their frames are left for the caller to release).
+ * The changes of e batched from pend[i] on, merged instead: their sweep
+ * begins at the end of this drain (sc_fanout_sweep), a chunk at a time.
+ * 1 if done (their frames are left for the caller to release).
  */
 static int
 merge_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i)
@@ -333,7 +335,6 @@ merge_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i)
         }
         p->ev = NULL;
     }
-    sweep(fan, e);
     return 1;
 }
 
@@ -436,6 +437,36 @@ deliver_revoked(struct sc_fanout *fan, const struct sc_ring_msg *m)
     fan->ops->revoked(fan->host, h, n);
 }
 
+/* How long writing e's subscribers will take, ms: as long as the last
+ * time, or never sent, as long per subscriber as the last large sending. */
+static uint64_t
+sending_ms(const struct sc_fanout *fan, const struct sc_wevent *e)
+{
+    if (e->sweep_ms > 0) {
+        return e->sweep_ms;
+    }
+    return (uint64_t)e->nsubs * fan->sub_us / 1000;
+}
+
+/* e's sending took e->sweep_ms: a large one sets the cost per subscriber
+ * (small ones measure in whole milliseconds, too coarse). */
+static void
+measure(struct sc_fanout *fan, const struct sc_wevent *e)
+{
+    if (e->nsubs >= fan->sweep_chunk && e->sweep_ms > 0) {
+        fan->sub_us = (uint32_t)(e->sweep_ms * 1000 / e->nsubs);
+    }
+}
+
+/* Writes what the sends queued (sc_fanout_ops.flush). */
+static void
+flush_sends(struct sc_fanout *fan)
+{
+    if (fan->ops->flush != NULL) {
+        fan->ops->flush(fan->host);
+    }
+}
+
 /*
  * Sends the batch's pending changes: for each event, its frames in order,
  * to each subscriber in one writev (frames already in a subscriber's
@@ -455,10 +486,12 @@ flush_pending(struct sc_fanout *fan)
         if (e == NULL) {
             continue;
         }
-        /* writing them takes as long as the last time: if they will have
-         * waited past --max-lag by then, the surge begins now */
-        if (fan->max_lag > 0 && e->sweep_ms > 0 &&
-            (int64_t)began - oldest + (int64_t)e->sweep_ms >
+        /* writing them takes as long as the last time (or, the first
+         * time, as long per subscriber as the last large sending): if
+         * they will have waited past --max-lag by then, the surge begins
+         * now */
+        if (fan->max_lag > 0 &&
+            (int64_t)began - oldest + (int64_t)sending_ms(fan, e) >
                 (int64_t)fan->max_lag &&
             merge_batched(fan, e, i)) {
             continue;
@@ -488,12 +521,14 @@ flush_pending(struct sc_fanout *fan)
              * emptied events wait on the zombie list */
             fan->ops->send_many(s->fol->owner, mine, m);
         }
+        flush_sends(fan);
         /* written to every subscriber too late: its next changes merge.
          * The first sweep is spaced from the last sweep, not from this
          * batch: what came while it was written has waited long already
          * (at 100 000 subscribers, spacing it from a 1 s batch kept the
          * onsale's first bookings back 0.5 s more) */
         e->sweep_ms = sc_mono_ms() - began;
+        measure(fan, e);
         if (fan->max_lag > 0 &&
             (int64_t)sc_mono_ms() - oldest > (int64_t)fan->max_lag) {
             e->surging = true;
@@ -629,7 +664,8 @@ sweep_step(struct sc_fanout *fan, struct sc_wevent *e, uint32_t budget)
         sc_frame_release(mf[k]);
     }
     e->cursor = s;
-    if (s != NULL) {
+    flush_sends(fan); /* a subscriber it drops moves the cursor on */
+    if (e->cursor != NULL) {
         return false;
     }
     /* ended: drop the steps every subscriber has (those it began with) */
@@ -647,6 +683,7 @@ sweep_step(struct sc_fanout *fan, struct sc_wevent *e, uint32_t budget)
         atomic_fetch_add_explicit(&fan->slot->merged, done, RELAXED);
     }
     e->sweep_ms = sc_mono_ms() - e->swept_ms;
+    measure(fan, e);
     /* one change in a sweep: merged or not, the same message; the surge
      * is over (unless more came meanwhile) */
     e->surging = done > 1 || mg->n > 0;

@@ -35,9 +35,11 @@
 #include "proc.h"
 #include "registry.h"
 #include "reload.h"
+#include "uring.h"
 
 #define CHANNEL_BATCH 512
 #define RELAXED memory_order_relaxed
+#define SC_WORKER_URING_ENTRIES 256 /* sockets per io_uring_enter */
 
 /* The per-worker state: the loop, the connections, the fan-out. */
 struct sc_worker {
@@ -53,6 +55,7 @@ struct sc_worker {
     bool stopping;
     uint64_t stop_deadline;
     struct sc_fanout fan;
+    struct sc_uring uring;  /* batched writes (fd -1: writev) */
     struct sc_conn_env env; /* last: holds the read buffer */
 };
 
@@ -79,8 +82,22 @@ fan_revoked(void *host, const uint64_t *hashes, size_t n)
     sc_conn_close_revoked(&w->env, hashes, n);
 }
 
-static const struct sc_fanout_ops fan_ops = {
-    .send = fan_send, .send_many = fan_send_many, .revoked = fan_revoked};
+/* With a ring, a sending's writes are queued until the fan-out has
+ * addressed every subscriber it writes at once (sc_conn_flush_dirty()). */
+static void
+fan_flush(void *host)
+{
+    struct sc_worker *w = host;
+
+    if (w->env.uring != NULL) {
+        sc_conn_flush_dirty(&w->env);
+    }
+}
+
+static const struct sc_fanout_ops fan_ops = {.send = fan_send,
+                                             .send_many = fan_send_many,
+                                             .revoked = fan_revoked,
+                                             .flush = fan_flush};
 
 /* A connection was freed: a stopping worker ends with its last one. */
 static void
@@ -283,12 +300,36 @@ apply_reload(struct sc_worker *w, int fd)
 /* ------------------------------------------------------------------ */
 /* Main                                                                 */
 
+/*
+ * Batches are written through io_uring (--io-uring on) when the kernel
+ * allows it; otherwise, or with --io-uring off, with one writev per
+ * socket, as before.
+ */
+static void
+use_uring(struct sc_worker *w)
+{
+    if (w->cfg->io_uring != SC_IO_URING_ON) {
+        return;
+    }
+    if (sc_uring_init(&w->uring, SC_WORKER_URING_ENTRIES) != 0) {
+        /* the first worker speaks for all: they run the same kernel */
+        sc_log(w->ctx->index == 0 ? SC_LOG_WARN : SC_LOG_DEBUG,
+               "io_uring unavailable (%s): writing with writev()",
+               strerror(errno));
+        return;
+    }
+    if (sc_conn_env_set_uring(&w->env, &w->uring) != 0) {
+        sc_uring_fini(&w->uring);
+    }
+}
+
 static int
 worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
 {
     struct timeval one = {1, 0};
 
     w->ctx = ctx;
+    w->uring.fd = -1;
     w->reg = ctx->reg;
     w->slot = sc_registry_worker(ctx->reg, ctx->index);
     w->cfg = malloc(sizeof(*w->cfg));
@@ -311,6 +352,7 @@ worker_init(struct sc_worker *w, const struct sc_child_ctx *ctx)
         return -1;
     }
     sc_fanout_set_max_lag(&w->fan, w->cfg->max_lag);
+    use_uring(w);
     w->env.base = w->base;
     w->env.fan = &w->fan;
     w->env.closed = conn_closed;
@@ -344,6 +386,7 @@ worker_fini(struct sc_worker *w)
     if (w->env.fan != NULL) {
         sc_conn_env_fini(&w->env);
     }
+    sc_uring_fini(&w->uring);
     struct event *evs[] = {w->ev_channel, w->ev_wake, w->ev_tick,
                            w->ev_sweep, w->ev_term, w->ev_int};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {

@@ -107,6 +107,7 @@ static const struct field fields[] = {
     {"handshake-timeout", F_U32, OFF(handshake_timeout)},
     {"send-buffer-limit", F_U64, OFF(send_buffer_limit)},
     {"max-lag", F_U32, OFF(max_lag)},
+    {"io-uring", F_ENUM, OFF(io_uring)},
     {"shutdown-timeout", F_U32, OFF(shutdown_timeout)},
     {"shm-name", F_STR, OFF(shm_name)},
     {"log-level", F_INT, OFF(log_level)},
@@ -196,6 +197,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(c.max_events, 65536);
     ck_assert_uint_eq(c.ping_interval, 30);
     ck_assert_uint_eq(c.max_lag, 100);
+    ck_assert_int_eq(c.io_uring, SC_IO_URING_ON);
     ck_assert_uint_eq(c.handshake_timeout, 10);
     ck_assert_uint_eq(c.send_buffer_limit, 1048576);
     ck_assert_uint_eq(c.shutdown_timeout, 10);
@@ -333,6 +335,9 @@ static const struct good goods[] = {
     {"log-format", "json", "1"},
     {"log-format", "text", "0"},
     {"log-format", "JSON", "1"},
+    {"io-uring", "off", "0"},
+    {"io-uring", "on", "1"},
+    {"io-uring", "OFF", "0"},
     {"pid-file", "/run/seatcast.pid", "/run/seatcast.pid"},
 };
 
@@ -590,6 +595,7 @@ static const struct bad bads[] = {
      "log-level: must be error, warn, info or debug, got \"2\""},
     {"log-format", "xml", "log-format: must be text or json, got \"xml\""},
     {"log-format", "", "log-format: must be text or json, got \"\""},
+    {"io-uring", "yes", "io-uring: must be on or off, got \"yes\""},
     {"listen", ":0", "listen: missing host: \":0\""},
     {"listen", ":80", "listen: missing host: \":80\""},
     {"listen", "127.0.0.1:", "listen: missing port: \"127.0.0.1:\""},
@@ -1606,6 +1612,7 @@ START_TEST(usage_text)
                                  "ping-interval",
                                  "handshake-timeout",
                                  "send-buffer-limit",
+                                 "io-uring",
                                  "shutdown-timeout",
                                  "shm-name",
                                  "log-level",

@@ -52,6 +52,9 @@ hook_send(void *owner, struct sc_frame *fr)
 }
 
 static int64_t write_ms; /* how long hook_send_many takes (a slow write) */
+/* batches sent, and how many of them the last flush had (the worker
+ * writes what the sends queued then) */
+static int nbatches, flushed;
 static void let_wait(int64_t ms);
 
 static int
@@ -64,6 +67,7 @@ hook_send_many(void *owner, struct sc_frame *const *fs, size_t n)
     }
     if (n > 0) {
         f->batches++;
+        nbatches++;
     }
     for (size_t i = 0; i < n; i++) {
         record(f, fs[i]);
@@ -79,9 +83,18 @@ hook_revoked(void *host, const uint64_t *hashes, size_t n)
     nrevoked += n;
 }
 
+
+static void
+hook_flush(void *host)
+{
+    ck_assert_ptr_eq(host, &fan);
+    flushed = nbatches;
+}
+
 static const struct sc_fanout_ops ops = {.send = hook_send,
                                          .send_many = hook_send_many,
-                                         .revoked = hook_revoked};
+                                         .revoked = hook_revoked,
+                                         .flush = hook_flush};
 
 static void
 setup(void)
@@ -98,6 +111,7 @@ setup(void)
     ck_assert_int_eq(sc_fanout_init(&fan, &reg, 1, &ops, &fan), 0);
     nrevoked = 0;
     write_ms = 0;
+    nbatches = flushed = 0;
 }
 
 static void
@@ -765,6 +779,74 @@ surge_held(struct sc_event_entry *e, struct fake *a)
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
 }
 
+#define CREATED_49                                                             \
+    "{\"type\":\"booking_created\",\"eventId\":2,\"availableSeats\":49,"
+#define SEATS_49                                                               \
+    "{\"type\":\"seat_update\",\"eventId\":2,\"availableSeats\":49,"
+
+START_TEST(a_large_event_is_first_sent_a_chunk_at_a_time)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_event_state st;
+    struct fake a, b, c, d;
+    char f[8][160];
+    uint64_t due;
+
+    fake_init(&a);
+    fake_init(&b);
+    fake_init(&c);
+    fake_init(&d);
+    fan.sweep_chunk = 2;
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &b.fol, e, 1, 10, &st);
+    /* two subscribers written at 15 ms each: 30 ms, in time; it was a
+     * large sending (a whole chunk): 15 ms per subscriber from now on */
+    write_ms = 15;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_str_eq(a.got, "B1|S1|");
+    ck_assert_str_eq(b.got, "B1|S1|");
+    ck_assert_int_eq(flushed, 2); /* written before it was timed */
+    ck_assert_uint_ge(fan.sub_us, 13000);
+    write_ms = 0;
+    /* four subscribers of an event never sent: 60 ms foreseen, past
+     * 40: its first change goes out by a sweep, two subscribers at a
+     * time, each chunk written before the next is addressed */
+    struct sc_event_entry *e2 = event(2, 50, 0);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+    sc_fanout_subscribe(&fan, &a.fol, e2, 2, 10, &st);
+    sc_fanout_subscribe(&fan, &b.fol, e2, 2, 10, &st);
+    sc_fanout_subscribe(&fan, &c.fol, e2, 2, 10, &st);
+    sc_fanout_subscribe(&fan, &d.fol, e2, 2, 10, &st);
+    a.len = b.len = 0;
+    publish_seats(2, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    due = sc_fanout_drain(&fan);
+    ck_assert_uint_ne(due, 0);
+    ck_assert_uint_le(due, (uint64_t)mono_ms());
+    ck_assert_int_eq(d.batches + c.batches, 2);
+    ck_assert_int_eq(b.batches + a.batches, 2); /* the first event's */
+    ck_assert_int_eq(flushed, nbatches);
+    /* a change alone is the same message, merged or not: nothing is
+     * counted as merged */
+    ck_assert_int_eq(frames_of(d.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], CREATED_49), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], SEATS_49), f[1]);
+    sc_fanout_sweep(&fan, due);
+    ck_assert_int_eq(a.batches + b.batches, 4);
+    ck_assert_int_eq(flushed, nbatches);
+    ck_assert_int_eq(frames_of(a.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], CREATED_49), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], SEATS_49), f[1]);
+    ck_assert_uint_eq(merged(), 0);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+    sc_fanout_unsubscribe_all(&fan, &c.fol);
+    sc_fanout_unsubscribe_all(&fan, &d.fol);
+}
+END_TEST
+
 START_TEST(a_deletion_sends_the_held_merge_first)
 {
     struct sc_event_entry *e = event(1, 50, 0);
@@ -825,6 +907,7 @@ fanout_suite(void)
     tcase_add_test(tc, a_batch_written_too_late_starts_a_surge);
     tcase_add_test(tc, a_batch_that_would_be_written_too_late_is_merged);
     tcase_add_test(tc, a_sweep_in_progress_takes_the_changes_that_come_meanwhile);
+    tcase_add_test(tc, a_large_event_is_first_sent_a_chunk_at_a_time);
     tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
     tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
