@@ -69,7 +69,7 @@ enum sc_conn_phase {
 struct sc_uring;
 
 /* One send of a batch through the ring (sc_conn_env_set_uring()). */
-#define SC_URING_IOV 8
+#define SC_URING_IOV 64 /* as many frames as one writev of flush_queue() */
 struct sc_uring_send {
     struct sc_conn *c;
     struct msghdr mh;
