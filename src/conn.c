@@ -719,6 +719,17 @@ slow_consumer(struct sc_conn *c)
     }
 }
 
+/* On the env's flush list (once). */
+static void
+mark_dirty(struct sc_conn *c)
+{
+    if (!(c->flags & SC_CONN_DIRTY)) {
+        c->flags |= SC_CONN_DIRTY;
+        c->dirty_next = c->env->dirty;
+        c->env->dirty = c;
+    }
+}
+
 int
 sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
 {
@@ -752,11 +763,7 @@ sc_conn_send_frame(struct sc_conn *c, struct sc_frame *f)
         return 0;
     }
     if (env->batching) {
-        if (!(c->flags & SC_CONN_DIRTY)) {
-            c->flags |= SC_CONN_DIRTY;
-            c->dirty_next = env->dirty;
-            env->dirty = c;
-        }
+        mark_dirty(c);
         return 0;
     }
     return flush_queue(c);
@@ -772,15 +779,28 @@ sc_conn_send_frames(struct sc_conn *c, struct sc_frame *const *fs, size_t n)
     if (c->phase != SC_CONN_WS || n == 0) {
         return 0;
     }
-    /* with a ring, a batch's frames are queued and written together at
-     * its end (sc_conn_flush_dirty), one system call for many sockets */
     if (c->out_head != NULL || (c->flags & SC_CONN_WANT_WRITE) ||
-        n > IOV_MAX_BATCH || (env->batching && env->uring != NULL)) {
+        n > IOV_MAX_BATCH) {
         for (size_t i = 0; i < n; i++) {
             if (sc_conn_send_frame(c, fs[i]) != 0) {
                 return -1;
             }
         }
+        return 0;
+    }
+    /* with a ring, an idle socket's frames are queued and written with
+     * the batch's other sockets at its end (sc_conn_flush_dirty): one
+     * system call for many sockets.  As with the writev below, what an
+     * idle socket is given in one batch never makes a slow consumer,
+     * however large: only a socket that refuses bytes does */
+    if (env->batching && env->uring != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (enqueue(c, fs[i]) != 0) {
+                sc_conn_free(c);
+                return -1;
+            }
+        }
+        mark_dirty(c);
         return 0;
     }
     /* the common case: an idle socket takes the whole batch at once, and
