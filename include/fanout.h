@@ -15,13 +15,18 @@
  * until the worker had written it to every subscriber), the event surges:
  * its changes are merged into one booking_created and one
  * booking_cancelled carrying "bookings": N and the newest count, then one
- * seat_update, swept to its subscribers at most every max_lag / 2 ms (or
- * 1.5 times the last such sweep's duration, if longer).  A sweep then
- * costs a few frames per subscriber however many bookings it stands for.
- * A sweep writes sweep_chunk subscribers at a time, the worker reading
- * the ring in between, so that the subscribers it has not reached yet get
- * the changes that came meanwhile (each subscriber gets the sums of what
- * it lacks).  The surge ends when a sweep stands for one change only.
+ * seat_update, swept to its subscribers at most every max_lag ms (back to
+ * back when a sweep takes longer).  A sweep then costs a few frames per
+ * subscriber however many bookings it stands for.  A sweep writes
+ * sweep_chunk subscribers at a time, the worker reading the ring in
+ * between, so that the subscribers it has not reached yet get the changes
+ * that came meanwhile (each subscriber gets the sums of what it lacks).
+ * The surge ends when a sweep stands for one change only.  Lateness is
+ * also foreseen: before a sending (from the event's last one, or the
+ * worker's cost per subscriber) and after each chunk of it (from the
+ * chunks so far), a sending foreseen late becoming a sweep.  Workers
+ * sweeping at once take turns through their registry slots (the one
+ * further behind goes first).
  *
  * Loop glue, one worker process.  It knows nothing of sockets: frames go
  * to a connection through the hooks in sc_fanout_ops, and a connection's
@@ -44,6 +49,8 @@ struct sc_wevent;
 #define SC_FANOUT_PEND_MAX 128 /* changes grouped per broadcast batch */
 #define SC_FANOUT_SUB_US 10 /* sub_us before the first large sending */
 #define SC_FANOUT_SWEEP_CHUNK 256 /* subscribers a sweep writes at a time */
+#define SC_FANOUT_TURN_MS 5 /* a sweep this much less behind waits */
+#define SC_FANOUT_TURN_FRESH_MS 100 /* fronts said longer ago are ignored */
 
 /* One (connection, event) subscription. */
 struct sc_sub {
@@ -64,6 +71,7 @@ struct sc_follower {
 /* One change folded into a merge, with the merge's sums up to it. */
 struct sc_merge_step {
     int64_t version;
+    int64_t published_ms;        /* the change's, in the ring */
     uint32_t created, cancelled; /* bookings folded so far, this one in */
 };
 

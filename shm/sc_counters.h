@@ -63,6 +63,9 @@
     X(merged, "seatcast_merged_changes_total",                                \
       "Changes delivered inside merged messages (--max-lag).",                \
       SC_CTR_WORKER | SC_CTR_TOTAL)                                           \
+    X(sweep_turns, "seatcast_sweep_turns_total",                              \
+      "Milliseconds a worker's sweeps waited for another's further behind.",  \
+      SC_CTR_WORKER | SC_CTR_TOTAL)                                           \
     X(wait_count, NULL, "Changes whose ring wait was measured.", 0)           \
     X(wait_sum_us, NULL, "Sum of those waits, microseconds.", 0)
 /* clang-format on */

@@ -105,7 +105,8 @@
 #include "sc_counters.h"
 
 #define SC_SHM_MAGIC 0x3147455254534353ULL /* "SCSTREG1" little-endian */
-#define SC_SHM_VERSION 9u /* 9: settled; 8: ring publish time, merge counters */
+/* 10: sweep fronts; 9: settled; 8: ring publish time, merge counters */
+#define SC_SHM_VERSION 10u
 #define SC_SHM_MAX_WORKERS 64
 #define SC_SHM_CACHELINE 64
 #define SC_SHM_RING_SLOTS 4096u
@@ -212,6 +213,11 @@ struct sc_worker_slot {
     _Atomic uint64_t clients;        /* upgraded, authenticated */
     _Atomic uint64_t subscriptions;  /* (connection, event) pairs */
     _Atomic uint64_t ring_seq;       /* next ring sequence to consume */
+    /* sweeps in progress (fanout.c): when the oldest change the next
+     * subscriber lacks was published (0: none), and when that was said,
+     * both CLOCK_MONOTONIC ms */
+    _Atomic uint64_t sweep_front_ms;
+    _Atomic uint64_t sweep_said_ms;
     /* counters: one field per row of sc_counters.h */
 #define SC_X(field, metric, help, stats) _Atomic uint64_t field;
     SC_WORKER_COUNTERS(SC_X)

@@ -700,24 +700,31 @@ START_TEST(a_batch_that_would_be_written_too_late_is_merged)
 }
 END_TEST
 
+/* a, b, c and d follow event 1 (e), swept one at a time (d, c, b, a),
+ * merging past 40 ms. */
+static void
+four_one_at_a_time(struct sc_event_entry *e, struct fake *a, struct fake *b,
+                   struct fake *c, struct fake *d)
+{
+    struct fake *all[4] = {a, b, c, d};
+    struct sc_event_state st;
+
+    fan.sweep_chunk = 1;
+    sc_fanout_set_max_lag(&fan, 40);
+    for (int i = 0; i < 4; i++) {
+        fake_init(all[i]);
+        sc_fanout_subscribe(&fan, &all[i]->fol, e, 1, 10, &st);
+    }
+}
+
 START_TEST(a_sweep_in_progress_takes_the_changes_that_come_meanwhile)
 {
     struct sc_event_entry *e = event(1, 50, 0);
-    struct sc_event_state st;
     struct fake a, b, c, d;
     char f[8][160];
     uint64_t due;
 
-    fake_init(&a);
-    fake_init(&b);
-    fake_init(&c);
-    fake_init(&d);
-    fan.sweep_chunk = 1; /* one subscriber at a time: d, c, b, a */
-    sc_fanout_set_max_lag(&fan, 40);
-    sc_fanout_subscribe(&fan, &a.fol, e, 1, 10, &st);
-    sc_fanout_subscribe(&fan, &b.fol, e, 1, 10, &st);
-    sc_fanout_subscribe(&fan, &c.fol, e, 1, 10, &st);
-    sc_fanout_subscribe(&fan, &d.fol, e, 1, 10, &st);
+    four_one_at_a_time(e, &a, &b, &c, &d);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
     publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
     let_wait(40);
@@ -849,6 +856,150 @@ START_TEST(a_large_event_is_first_sent_a_chunk_at_a_time)
 }
 END_TEST
 
+START_TEST(a_sending_foreseen_late_midway_is_finished_by_a_sweep)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct fake a, b, c, d;
+    char f[8][160];
+    uint64_t due;
+
+    four_one_at_a_time(e, &a, &b, &c, &d);
+    /* four subscribers at 10 us foreseen: 0 ms, sent as they are; but
+     * the first takes 12 ms, so the four would take 48, past 40 */
+    write_ms = 12;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    due = sc_fanout_drain(&fan);
+    ck_assert_str_eq(d.got, "B1|S1|B2|S2|");
+    ck_assert_int_eq(flushed, nbatches); /* timed once written */
+    /* a sweep finishes it, at once: c, the next, has their sums */
+    ck_assert_uint_ne(due, 0);
+    ck_assert_uint_le(due, (uint64_t)mono_ms());
+    ck_assert_int_eq(c.batches, 1);
+    ck_assert_int_eq(frames_of(c.got, f, 8, sizeof(f[0]) - 1), 2);
+    ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(48, ",\"bookings\":2")), f[0]);
+    ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(48)), f[1]);
+    ck_assert_int_eq(b.batches + a.batches, 0);
+    /* a third change comes meanwhile: b and a get the three summed */
+    write_ms = 0;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 3, 47);
+    due = sc_fanout_drain(&fan);
+    ck_assert_int_eq(b.batches, 1);
+    while (a.batches == 0) {
+        due = sc_fanout_sweep(&fan, due);
+    }
+    for (struct fake *x = &a; x != NULL; x = x == &a ? &b : NULL) {
+        ck_assert_int_eq(frames_of(x->got, f, 8, sizeof(f[0]) - 1), 2);
+        ck_assert_ptr_eq(strstr(f[0], MERGED_CREATED(47, ",\"bookings\":3")),
+                         f[0]);
+        ck_assert_ptr_eq(strstr(f[1], MERGED_SEATS(47)), f[1]);
+    }
+    /* the next sweep brings d and c the third alone: d's first two were
+     * written by the sending, not summed again */
+    while (due != 0) {
+        due = sc_fanout_sweep(&fan, due);
+    }
+    ck_assert_int_eq(frames_of(d.got, f, 8, sizeof(f[0]) - 1), 6);
+    ck_assert_ptr_eq(strstr(f[4], MERGED_CREATED(47, "")), f[4]);
+    ck_assert_ptr_eq(strstr(f[5], MERGED_SEATS(47)), f[5]);
+    ck_assert_int_eq(frames_of(c.got, f, 8, sizeof(f[0]) - 1), 4);
+    ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, "")), f[2]);
+    ck_assert_int_eq(a.batches + b.batches, 2);
+    ck_assert_uint_eq(merged(), 2);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+    sc_fanout_unsubscribe_all(&fan, &c.fol);
+    sc_fanout_unsubscribe_all(&fan, &d.fol);
+}
+END_TEST
+
+/* What worker w says of its sweeps. */
+static void
+say_front(unsigned w, uint64_t front, uint64_t said)
+{
+    struct sc_worker_slot *slot = sc_registry_worker(&reg, w);
+
+    atomic_store(&slot->sweep_front_ms, front);
+    atomic_store(&slot->sweep_said_ms, said);
+}
+
+/* a and b follow event 1 (e), whose sweep of two merged changes has
+ * written b, one subscriber at a time; returns the time before the first
+ * change was published. */
+static uint64_t
+swept_one_of_two(struct sc_event_entry *e, struct fake *a, struct fake *b)
+{
+    struct sc_event_state st;
+    uint64_t before;
+
+    fake_init(a);
+    fake_init(b);
+    fan.sweep_chunk = 1;
+    sc_fanout_set_max_lag(&fan, 40);
+    sc_fanout_subscribe(&fan, &a->fol, e, 1, 10, &st);
+    sc_fanout_subscribe(&fan, &b->fol, e, 1, 10, &st);
+    before = (uint64_t)mono_ms();
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 2, 48);
+    let_wait(40);
+    sc_fanout_drain(&fan);
+    ck_assert_int_eq(b->batches, 1);
+    ck_assert_int_eq(a->batches, 0);
+    return before;
+}
+
+START_TEST(a_sweep_waits_its_turn_for_a_worker_further_behind)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_worker_slot *mine = sc_registry_worker(&reg, 1);
+    struct fake a, b;
+    uint64_t before = swept_one_of_two(e, &a, &b), front, now;
+
+    /* it says its front: a lacks the first change since it was
+     * published (before the 40 ms wait) */
+    front = atomic_load(&mine->sweep_front_ms);
+    ck_assert_uint_ge(front, before);
+    ck_assert_uint_lt(front, before + 40);
+    /* worker 0 is further behind, said just now: a waits, a millisecond
+     * at a time */
+    now = (uint64_t)mono_ms();
+    say_front(0, front - SC_FANOUT_TURN_MS - 1, now);
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, now), now + 1);
+    ck_assert_uint_eq(sc_fanout_sweep(&fan, now + 1), now + 2);
+    ck_assert_int_eq(a.batches, 0);
+    ck_assert_uint_eq(atomic_load(&mine->sweep_turns), 2);
+    /* said too long ago (a worker stopped mid-sweep): no more waiting */
+    now = (uint64_t)mono_ms() + SC_FANOUT_TURN_FRESH_MS;
+    ck_assert_uint_ne(sc_fanout_sweep(&fan, now), now + 1);
+    ck_assert_int_eq(a.batches, 1);
+    /* the sweep ended: nothing to say, nobody waits for it */
+    ck_assert_uint_eq(atomic_load(&mine->sweep_front_ms), 0);
+    ck_assert_uint_eq(atomic_load(&mine->sweep_turns), 2);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+}
+END_TEST
+
+START_TEST(a_worker_behind_by_little_does_not_wait)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct sc_worker_slot *mine = sc_registry_worker(&reg, 1);
+    struct fake a, b;
+    uint64_t now;
+
+    swept_one_of_two(e, &a, &b);
+    /* worker 0's front is SC_FANOUT_TURN_MS older, not more */
+    now = (uint64_t)mono_ms();
+    say_front(0, atomic_load(&mine->sweep_front_ms) - SC_FANOUT_TURN_MS,
+              now);
+    sc_fanout_sweep(&fan, now);
+    ck_assert_int_eq(a.batches, 1);
+    ck_assert_uint_eq(atomic_load(&mine->sweep_turns), 0);
+    sc_fanout_unsubscribe_all(&fan, &a.fol);
+    sc_fanout_unsubscribe_all(&fan, &b.fol);
+}
+END_TEST
+
 START_TEST(a_deletion_sends_the_held_merge_first)
 {
     struct sc_event_entry *e = event(1, 50, 0);
@@ -910,6 +1061,9 @@ fanout_suite(void)
     tcase_add_test(tc, a_batch_that_would_be_written_too_late_is_merged);
     tcase_add_test(tc, a_sweep_in_progress_takes_the_changes_that_come_meanwhile);
     tcase_add_test(tc, a_large_event_is_first_sent_a_chunk_at_a_time);
+    tcase_add_test(tc, a_sending_foreseen_late_midway_is_finished_by_a_sweep);
+    tcase_add_test(tc, a_sweep_waits_its_turn_for_a_worker_further_behind);
+    tcase_add_test(tc, a_worker_behind_by_little_does_not_wait);
     tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
     tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
