@@ -25,8 +25,8 @@
  * also foreseen: before a sending (from the event's last one, or the
  * worker's cost per subscriber) and after each chunk of it (from the
  * chunks so far), a sending foreseen late becoming a sweep.  Workers
- * sweeping at once take turns through their registry slots (the one
- * further behind goes first).
+ * sweeping at once take turns through their registry slots (those
+ * further behind go first, as many as there are cores).
  *
  * Loop glue, one worker process.  It knows nothing of sockets: frames go
  * to a connection through the hooks in sc_fanout_ops, and a connection's
@@ -149,6 +149,8 @@ struct sc_fanout {
     uint32_t sweep_chunk; /* subscribers a sweep writes at a time */
     uint32_t sub_us;      /* what a sending takes per subscriber, us of
                              wall time (the last large sending's) */
+    uint32_t cores;       /* workers that sweep without taking turns (the
+                             machine's cores) */
     struct sc_wevent *zombies; /* emptied during a batch, freed after it */
     bool batching;
 };

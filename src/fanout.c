@@ -37,6 +37,7 @@
  */
 #include "fanout.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,6 +149,21 @@ wevent_drop(struct sc_fanout *fan, struct sc_wevent *e)
     free(e);
 }
 
+/* The cores this process may run on (its affinity mask: a container's
+ * cpuset, taskset), at least 1. */
+static uint32_t
+usable_cores(void)
+{
+    cpu_set_t set;
+    int n;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return 1;
+    }
+    n = CPU_COUNT(&set);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
 int
 sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
                unsigned index, const struct sc_fanout_ops *ops, void *host)
@@ -155,6 +171,7 @@ sc_fanout_init(struct sc_fanout *fan, struct sc_registry *reg,
     memset(fan, 0, sizeof(*fan));
     fan->sweep_chunk = SC_FANOUT_SWEEP_CHUNK;
     fan->sub_us = SC_FANOUT_SUB_US;
+    fan->cores = usable_cores();
     fan->reg = reg;
     fan->slot = sc_registry_worker(reg, index);
     fan->index = index;
@@ -786,10 +803,13 @@ sweep_all(struct sc_fanout *fan)
  * 14 286 subscribers in 440 ms while five took 1.1 s, and the counts their
  * subscribers saw were as old as the slowest sweep.  Each worker says in
  * its slot its sweeps' front: when the oldest change the next subscriber
- * lacks was published.  A worker whose front is younger than another's
- * (said within SC_FANOUT_TURN_FRESH_MS) by more than SC_FANOUT_TURN_MS
- * waits a millisecond, leaving the cores to those behind; its own front
- * ages meanwhile, so the wait ends by itself.
+ * lacks was published.  A worker whose front is younger by more than
+ * SC_FANOUT_TURN_MS than the fronts of as many other workers as there
+ * are cores (said within SC_FANOUT_TURN_FRESH_MS) waits a millisecond,
+ * leaving the cores to those behind; its own front ages meanwhile, so the
+ * wait ends by itself.  As many workers as cores never wait: with one
+ * core for the worker furthest behind only, a 100 000 onsale left the
+ * cores idle 9% of the time.
  */
 static uint64_t
 sweep_front(const struct sc_fanout *fan)
@@ -818,11 +838,13 @@ say_front(struct sc_fanout *fan, uint64_t front, uint64_t now)
     atomic_store_explicit(&fan->slot->sweep_said_ms, now, RELAXED);
 }
 
-/* Another worker's sweeps are further behind than front by more than
- * SC_FANOUT_TURN_MS. */
+/* As many other workers as cores have sweeps further behind than front
+ * by more than SC_FANOUT_TURN_MS. */
 static bool
-turn_of_another(const struct sc_fanout *fan, uint64_t front, uint64_t now)
+turn_of_others(const struct sc_fanout *fan, uint64_t front, uint64_t now)
 {
+    uint32_t behind = 0;
+
     if (front == 0) {
         return false;
     }
@@ -831,7 +853,7 @@ turn_of_another(const struct sc_fanout *fan, uint64_t front, uint64_t now)
         uint64_t f = atomic_load_explicit(&o->sweep_front_ms, RELAXED);
         uint64_t said = atomic_load_explicit(&o->sweep_said_ms, RELAXED);
         if (w != fan->index && f != 0 && f + SC_FANOUT_TURN_MS < front &&
-            now < said + SC_FANOUT_TURN_FRESH_MS) {
+            now < said + SC_FANOUT_TURN_FRESH_MS && ++behind >= fan->cores) {
             return true;
         }
     }
@@ -846,7 +868,7 @@ sc_fanout_sweep(struct sc_fanout *fan, uint64_t now)
     bool was = fan->batching;
 
     say_front(fan, front, now);
-    if (turn_of_another(fan, front, now)) {
+    if (turn_of_others(fan, front, now)) {
         atomic_fetch_add_explicit(&fan->slot->sweep_turns, 1, RELAXED);
         return now + 1;
     }

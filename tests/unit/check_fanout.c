@@ -960,10 +960,11 @@ START_TEST(a_sweep_waits_its_turn_for_a_worker_further_behind)
     front = atomic_load(&mine->sweep_front_ms);
     ck_assert_uint_ge(front, before);
     ck_assert_uint_lt(front, before + 40);
-    /* worker 0 is further behind, said just now: a waits, a millisecond
-     * at a time */
+    /* worker 0 is further behind, said just now: on one core, a waits,
+     * a millisecond at a time */
     now = (uint64_t)mono_ms();
     say_front(0, front - SC_FANOUT_TURN_MS - 1, now);
+    fan.cores = 1;
     ck_assert_uint_eq(sc_fanout_sweep(&fan, now), now + 1);
     ck_assert_uint_eq(sc_fanout_sweep(&fan, now + 1), now + 2);
     ck_assert_int_eq(a.batches, 0);
@@ -980,7 +981,10 @@ START_TEST(a_sweep_waits_its_turn_for_a_worker_further_behind)
 }
 END_TEST
 
-START_TEST(a_worker_behind_by_little_does_not_wait)
+/* Worker 0's sweeps are `lead` ms further behind; on `cores` cores the
+ * sweep in progress goes on. */
+static void
+sweeps_on_with(uint64_t lead, uint32_t cores)
 {
     struct sc_event_entry *e = event(1, 50, 0);
     struct sc_worker_slot *mine = sc_registry_worker(&reg, 1);
@@ -988,15 +992,25 @@ START_TEST(a_worker_behind_by_little_does_not_wait)
     uint64_t now;
 
     swept_one_of_two(e, &a, &b);
-    /* worker 0's front is SC_FANOUT_TURN_MS older, not more */
+    fan.cores = cores;
     now = (uint64_t)mono_ms();
-    say_front(0, atomic_load(&mine->sweep_front_ms) - SC_FANOUT_TURN_MS,
-              now);
+    say_front(0, atomic_load(&mine->sweep_front_ms) - lead, now);
     sc_fanout_sweep(&fan, now);
     ck_assert_int_eq(a.batches, 1);
     ck_assert_uint_eq(atomic_load(&mine->sweep_turns), 0);
     sc_fanout_unsubscribe_all(&fan, &a.fol);
     sc_fanout_unsubscribe_all(&fan, &b.fol);
+}
+
+START_TEST(a_worker_behind_by_little_does_not_wait)
+{
+    sweeps_on_with(SC_FANOUT_TURN_MS, 1); /* not more */
+}
+END_TEST
+
+START_TEST(as_many_workers_as_cores_never_wait)
+{
+    sweeps_on_with(SC_FANOUT_TURN_MS + 1, 2); /* worker 0 has the other */
 }
 END_TEST
 
@@ -1064,6 +1078,7 @@ fanout_suite(void)
     tcase_add_test(tc, a_sending_foreseen_late_midway_is_finished_by_a_sweep);
     tcase_add_test(tc, a_sweep_waits_its_turn_for_a_worker_further_behind);
     tcase_add_test(tc, a_worker_behind_by_little_does_not_wait);
+    tcase_add_test(tc, as_many_workers_as_cores_never_wait);
     tcase_add_test(tc, a_deletion_sends_the_held_merge_first);
     tcase_add_test(tc, turning_merging_off_sends_the_held_merge_first);
     suite_add_tcase(s, tc);
