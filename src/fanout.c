@@ -516,7 +516,6 @@ send_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i,
     int64_t vs[2 * SC_FANOUT_PEND_MAX];
     size_t n = 0;
     uint32_t written = 0;
-    int64_t top = 0;
 
     for (unsigned j = i; j < fan->npend; j++) {
         if (fan->pend[j].ev != e) {
@@ -528,7 +527,6 @@ send_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i,
                 vs[n++] = fan->pend[j].version;
             }
         }
-        top = fan->pend[j].version;
     }
     for (struct sc_sub *s = e->subs, *next; s != NULL; s = next) {
         struct sc_frame *mine[2 * SC_FANOUT_PEND_MAX];
@@ -559,7 +557,7 @@ send_batched(struct sc_fanout *fan, struct sc_wevent *e, unsigned i,
             (int64_t)(now + rest) - oldest > (int64_t)fan->max_lag &&
             merge_batched(fan, e, i)) {
             e->cursor = next;
-            e->sweep_version = top;
+            e->sweep_version = e->merge.steps[e->merge.n - 1].version;
             e->swept_ms = began;
             return true;
         }
@@ -867,8 +865,8 @@ sc_fanout_sweep(struct sc_fanout *fan, uint64_t now)
     uint64_t front = sweep_front(fan);
     bool was = fan->batching;
 
-    say_front(fan, front, now);
     if (turn_of_others(fan, front, now)) {
+        say_front(fan, front, now);
         atomic_fetch_add_explicit(&fan->slot->sweep_turns, 1, RELAXED);
         return now + 1;
     }

@@ -84,11 +84,17 @@ hook_revoked(void *host, const uint64_t *hashes, size_t n)
 }
 
 
+static struct fake *drop_on_flush; /* its connection fails on the write */
+
 static void
 hook_flush(void *host)
 {
     ck_assert_ptr_eq(host, &fan);
     flushed = nbatches;
+    if (drop_on_flush != NULL) {
+        sc_fanout_unsubscribe_all(&fan, &drop_on_flush->fol);
+        drop_on_flush = NULL;
+    }
 }
 
 static const struct sc_fanout_ops ops = {.send = hook_send,
@@ -112,6 +118,7 @@ setup(void)
     nrevoked = 0;
     write_ms = 0;
     nbatches = flushed = 0;
+    drop_on_flush = NULL;
 }
 
 static void
@@ -700,6 +707,16 @@ START_TEST(a_batch_that_would_be_written_too_late_is_merged)
 }
 END_TEST
 
+/* a, b, c and d leave event 1. */
+static void
+leave_four(struct fake *a, struct fake *b, struct fake *c, struct fake *d)
+{
+    sc_fanout_unsubscribe_all(&fan, &a->fol);
+    sc_fanout_unsubscribe_all(&fan, &b->fol);
+    sc_fanout_unsubscribe_all(&fan, &c->fol);
+    sc_fanout_unsubscribe_all(&fan, &d->fol);
+}
+
 /* a, b, c and d follow event 1 (e), swept one at a time (d, c, b, a),
  * merging past 40 ms. */
 static void
@@ -849,10 +866,27 @@ START_TEST(a_large_event_is_first_sent_a_chunk_at_a_time)
     ck_assert_ptr_eq(strstr(f[0], CREATED_49), f[0]);
     ck_assert_ptr_eq(strstr(f[1], SEATS_49), f[1]);
     ck_assert_uint_eq(merged(), 0);
-    sc_fanout_unsubscribe_all(&fan, &a.fol);
-    sc_fanout_unsubscribe_all(&fan, &b.fol);
-    sc_fanout_unsubscribe_all(&fan, &c.fol);
-    sc_fanout_unsubscribe_all(&fan, &d.fol);
+    leave_four(&a, &b, &c, &d);
+}
+END_TEST
+
+START_TEST(a_sending_goes_on_past_a_subscriber_its_writes_dropped)
+{
+    struct sc_event_entry *e = event(1, 50, 0);
+    struct fake a, b, c, d;
+
+    four_one_at_a_time(e, &a, &b, &c, &d);
+    /* written a chunk at a time; c, the next after d, fails when d's
+     * chunk is written */
+    drop_on_flush = &c;
+    publish_seats(1, SC_CHANGE_BOOKING_CREATED, 1, 49);
+    ck_assert_uint_eq(sc_fanout_drain(&fan), 0);
+    ck_assert_str_eq(d.got, "B1|S1|");
+    ck_assert_int_eq(c.batches, 0);
+    ck_assert_str_eq(b.got, "B1|S1|");
+    ck_assert_str_eq(a.got, "B1|S1|");
+    ck_assert_uint_eq(worker_subs(), 3);
+    leave_four(&a, &b, &c, &d);
 }
 END_TEST
 
@@ -906,10 +940,7 @@ START_TEST(a_sending_foreseen_late_midway_is_finished_by_a_sweep)
     ck_assert_ptr_eq(strstr(f[2], MERGED_CREATED(47, "")), f[2]);
     ck_assert_int_eq(a.batches + b.batches, 2);
     ck_assert_uint_eq(merged(), 2);
-    sc_fanout_unsubscribe_all(&fan, &a.fol);
-    sc_fanout_unsubscribe_all(&fan, &b.fol);
-    sc_fanout_unsubscribe_all(&fan, &c.fol);
-    sc_fanout_unsubscribe_all(&fan, &d.fol);
+    leave_four(&a, &b, &c, &d);
 }
 END_TEST
 
@@ -1075,6 +1106,7 @@ fanout_suite(void)
     tcase_add_test(tc, a_batch_that_would_be_written_too_late_is_merged);
     tcase_add_test(tc, a_sweep_in_progress_takes_the_changes_that_come_meanwhile);
     tcase_add_test(tc, a_large_event_is_first_sent_a_chunk_at_a_time);
+    tcase_add_test(tc, a_sending_goes_on_past_a_subscriber_its_writes_dropped);
     tcase_add_test(tc, a_sending_foreseen_late_midway_is_finished_by_a_sweep);
     tcase_add_test(tc, a_sweep_waits_its_turn_for_a_worker_further_behind);
     tcase_add_test(tc, a_worker_behind_by_little_does_not_wait);
