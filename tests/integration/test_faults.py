@@ -631,9 +631,12 @@ def server_send_queue(srv, client_port):
     return None
 
 
-def bulk_bookings(db, event_id, total, per_statement=50):
+def bulk_bookings(db, event_id, total, per_statement=50, pause=None):
+    """total bookings, per_statement in each transaction, with pg_sleep(pause)
+    between transactions if given."""
     script = ("INSERT INTO bookings (event_id, user_id, seats) SELECT %d, 9,"
               " 1 FROM generate_series(1, %d);\n" % (event_id, per_statement)
+              + ("SELECT pg_sleep(%s);\n" % pause if pause else "")
               ) * (total // per_statement)
     p = subprocess.Popen(db.cluster.psql_argv(db.name),
                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -1186,7 +1189,13 @@ def test_slow_consumer_closed_1008_while_readers_get_every_message(
         async def body():
             fast = await Client.open(srv, token, path="/ws/events/%d" % event)
             try:
-                writer = bulk_bookings(db, event, n, per_statement=100)
+                # 20 ms between transactions of 100: at most 5 000 bookings
+                # a second, which a Python client reads without falling
+                # 64 KiB behind (unpaced, the reading client itself was
+                # closed about one run in six); the other never reads, so
+                # its 2.3 MB pass the limit all the same
+                writer = bulk_bookings(db, event, n, per_statement=100,
+                                       pause=0.02)
                 await asyncio.get_running_loop().run_in_executor(
                     None, finish, writer)
                 final = db.available(event)
