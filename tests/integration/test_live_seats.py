@@ -1040,7 +1040,10 @@ def test_worker_killed_during_burst(db, make_server):
     to be interrupted."""
     e, only_victims = db.event(1000), db.event(10)
     srv = live_server(make_server, db)
-    writers, per_writer = 4, 40
+    # 4 x 120 bookings, 5 ms apart: long enough to outlast the logical
+    # source's delivery lag in a busy CI run (with 40 each, the first 20
+    # reached the survivors only after the last commit)
+    writers, per_writer = 4, 120
     total = writers * per_writer
 
     async def body():
